@@ -1,0 +1,1 @@
+"""A Telegram bot that answers questions about civil-society news from a YAML knowledge base."""

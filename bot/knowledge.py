@@ -1,0 +1,321 @@
+"""The knowledge base: its model, and reading, validating and writing it as YAML.
+
+One human-editable YAML file per article under ``articles/``, plus an optional
+``faq.yaml`` of curated answers. Reading uses safe-load semantics only (the C
+loader where it exists); every problem is reported as ``file:line: message``
+so that an editor can jump straight to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SafeDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+ARTICLES_DIR = "articles"
+FAQ_FILE = "faq.yaml"
+MAX_FILE_BYTES = 5 * 1024 * 1024  # a hand-edited article is never this big; a runaway file is refused
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    id: str
+    title: str
+    published: dt.date | None
+    source: str | None
+    url: str | None
+    language: str
+    summary: str
+    body: str
+    topics: tuple[str, ...] = ()
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["topics"] = list(self.topics)
+        if not self.topics:
+            del data["topics"]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class FaqEntry:
+    id: str
+    questions: tuple[str, ...]
+    answer: str
+    links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class KnowledgeError(Exception):
+    """The knowledge base cannot be used as it is; `problems` says every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeBase:
+    articles: dict[str, Article] = field(default_factory=dict)
+    faq: tuple[FaqEntry, ...] = ()
+
+    def latest(self, n: int) -> list[Article]:
+        """Newest first; undated articles last, so a missing date never hides news."""
+        return sorted(
+            self.articles.values(),
+            key=lambda a: (a.published is not None, a.published or dt.date.min, a.id),
+            reverse=True,
+        )[:n]
+
+
+# --- reading -----------------------------------------------------------------
+
+def _parse(path: Path, problems: list[Problem]) -> tuple[Any, yaml.Node | None]:
+    """Parse one YAML file into (data, node); the node keeps line numbers for messages."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            problems.append(Problem(path, 1, f"file is larger than {MAX_FILE_BYTES // 1024 // 1024} MB"))
+            return None, None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(path, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
+        return None, None
+    except OSError as exc:
+        problems.append(Problem(path, 1, f"cannot read: {exc.strerror or exc}"))
+        return None, None
+    loader = SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        reason = getattr(exc, "problem", None) or str(exc)
+        problems.append(Problem(path, line, f"bad YAML: {reason}"))
+        return None, None
+    except (ValueError, TypeError) as exc:  # e.g. a date like 2018-13-45, or a list used as a key
+        problems.append(Problem(path, 1, f"bad value: {exc}"))
+        return None, None
+    finally:
+        loader.dispose()
+
+
+def _key_lines(node: yaml.Node | None) -> dict[str, int]:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): v.start_mark.line + 1 for k, v in node.value}
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _date(value: Any) -> dt.date | None:
+    """A YAML date, or an ISO date string; raise ValueError on anything else."""
+    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value.strip()[:10])
+    raise ValueError(value)
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    """A list of non-empty strings (a single string is accepted as a list of one)."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(_text(v) for v in value):
+        return tuple(v.strip() for v in value)
+    return None
+
+
+def article_from_dict(data: Any, path: Path, node: yaml.Node | None, problems: list[Problem]) -> Article | None:
+    lines = _key_lines(node)
+    start = node.start_mark.line + 1 if node is not None else 1
+
+    def bad(key: str, message: str) -> None:
+        problems.append(Problem(path, lines.get(key, start), message))
+
+    if not isinstance(data, dict):
+        bad("", "an article must be a mapping of fields (id, title, body, ...)")
+        return None
+    before = len(problems)
+    for key in ("id", "title", "body", "summary"):
+        if key not in data:
+            bad(key, f"missing field '{key}'")
+        elif not _text(data[key]) and not (key == "id" and isinstance(data[key], int)):
+            bad(key, f"field '{key}' must be non-empty text")
+    for key in ("source", "url"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            bad(key, f"field '{key}' must be text or null")
+    if "language" in data and not _text(data["language"]):
+        bad("language", "field 'language' must be a language code such as 'en'")
+    try:
+        published = _date(data.get("published"))
+    except ValueError:
+        bad("published", f"field 'published' is not a date: {data.get('published')!r} (use YYYY-MM-DD or null)")
+        published = None
+    topics = _strings(data.get("topics", []) or [])
+    if topics is None:
+        bad("topics", "field 'topics' must be a list of words")
+    unknown = set(data) - {"id", "title", "published", "source", "url", "language", "summary", "body", "topics"}
+    for key in sorted(unknown, key=str):
+        bad(str(key), f"unknown field '{key}'")
+    if len(problems) > before:
+        return None
+    return Article(
+        id=str(data["id"]).strip(),
+        title=data["title"].strip(),
+        published=published,
+        source=(data.get("source") or "").strip() or None,
+        url=(data.get("url") or "").strip() or None,
+        language=(data.get("language") or "en").strip(),
+        summary=data["summary"].strip(),
+        body=data["body"].strip(),
+        topics=topics or (),
+    )
+
+
+def _faq_from_data(data: Any, path: Path, node: yaml.Node | None, problems: list[Problem]) -> list[FaqEntry]:
+    if data is None:
+        return []
+    if not isinstance(data, list) or not isinstance(node, yaml.SequenceNode):
+        problems.append(Problem(path, 1, "faq.yaml must be a list of entries (questions, answer, links)"))
+        return []
+    entries = []
+    for index, (item, item_node) in enumerate(zip(data, node.value, strict=True)):
+        lines = _key_lines(item_node)
+        start = item_node.start_mark.line + 1
+        if not isinstance(item, dict):
+            problems.append(Problem(path, start, "an FAQ entry must be a mapping"))
+            continue
+        questions = _strings(item.get("questions"))
+        links = _strings(item.get("links", []) or [])
+        ok = True
+        if not questions:
+            problems.append(Problem(path, lines.get("questions", start), "'questions' must be a non-empty list of phrasings"))
+            ok = False
+        if not _text(item.get("answer")):
+            problems.append(Problem(path, lines.get("answer", start), "'answer' must be non-empty text"))
+            ok = False
+        if links is None:
+            problems.append(Problem(path, lines.get("links", start), "'links' must be a list of URLs"))
+            ok = False
+        if ok:
+            entries.append(FaqEntry(str(item.get("id", f"faq-{index + 1}")), questions or (), item["answer"].strip(), links or ()))
+    return entries
+
+
+def article_paths(knowledge_dir: Path) -> list[Path]:
+    return sorted((knowledge_dir / ARTICLES_DIR).rglob("*.yaml"))
+
+
+def read_article(path: Path, problems: list[Problem]) -> Article | None:
+    data, node = _parse(path, problems)
+    if node is None and data is None and problems and problems[-1].path == path:
+        return None
+    return article_from_dict(data, path, node, problems)
+
+
+def scan(knowledge_dir: Path, articles: Iterable[tuple[Path, Article | None]] | None = None) -> tuple[KnowledgeBase, list[Problem]]:
+    """Read everything and collect every problem rather than stopping at the first.
+
+    `articles` lets a caller supply already-parsed articles (a cache keyed on
+    unchanged files); by default each file is read here.
+    """
+    problems: list[Problem] = []
+    if not knowledge_dir.is_dir():
+        return KnowledgeBase(), [Problem(knowledge_dir, 1, "knowledge directory does not exist")]
+    if articles is None:
+        articles = ((p, read_article(p, problems)) for p in article_paths(knowledge_dir))
+    by_id: dict[str, Article] = {}
+    first_seen: dict[str, Path] = {}
+    for path, article in articles:
+        if article is None:
+            continue
+        if article.id in by_id:
+            problems.append(Problem(path, 1, f"duplicate id '{article.id}' (also in {first_seen[article.id]})"))
+            continue
+        by_id[article.id] = article
+        first_seen[article.id] = path
+    faq: list[FaqEntry] = []
+    faq_path = knowledge_dir / FAQ_FILE
+    if faq_path.exists():
+        data, node = _parse(faq_path, problems)
+        faq = _faq_from_data(data, faq_path, node, problems)
+    return KnowledgeBase(by_id, tuple(faq)), problems
+
+
+def load(knowledge_dir: Path) -> KnowledgeBase:
+    """The whole knowledge base, or KnowledgeError listing every problem: never half of it."""
+    kb, problems = scan(knowledge_dir)
+    if problems:
+        raise KnowledgeError(problems)
+    return kb
+
+
+# --- writing -----------------------------------------------------------------
+
+class _BlockDumper(SafeDumper):  # type: ignore[misc, valid-type]
+    """Multi-line text as literal blocks, so bodies stay readable and diffable."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_BlockDumper, allow_unicode=True, sort_keys=False, width=100)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash leaves the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def article_path(knowledge_dir: Path, article_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in article_id).strip(".") or "article"
+    return knowledge_dir / ARTICLES_DIR / f"{safe}.yaml"
+
+
+def write_article(knowledge_dir: Path, article: Article) -> Path:
+    path = article_path(knowledge_dir, article.id)
+    write_atomic(path, dump_yaml(article.to_yaml_dict()))
+    return path
+
+
+def iter_problems(knowledge_dir: Path) -> Iterator[Problem]:
+    yield from scan(knowledge_dir)[1]
