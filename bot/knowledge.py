@@ -212,7 +212,8 @@ def _faq_from_data(data: Any, path: Path, node: yaml.Node | None, problems: list
         links = _strings(item.get("links", []) or [])
         ok = True
         if not questions:
-            problems.append(Problem(path, lines.get("questions", start), "'questions' must be a non-empty list of phrasings"))
+            message = "'questions' must be a non-empty list of phrasings"
+            problems.append(Problem(path, lines.get("questions", start), message))
             ok = False
         if not _text(item.get("answer")):
             problems.append(Problem(path, lines.get("answer", start), "'answer' must be non-empty text"))
@@ -221,7 +222,8 @@ def _faq_from_data(data: Any, path: Path, node: yaml.Node | None, problems: list
             problems.append(Problem(path, lines.get("links", start), "'links' must be a list of URLs"))
             ok = False
         if ok:
-            entries.append(FaqEntry(str(item.get("id", f"faq-{index + 1}")), questions or (), item["answer"].strip(), links or ()))
+            entry_id = str(item.get("id", f"faq-{index + 1}"))
+            entries.append(FaqEntry(entry_id, questions or (), item["answer"].strip(), links or ()))
     return entries
 
 
@@ -236,7 +238,9 @@ def read_article(path: Path, problems: list[Problem]) -> Article | None:
     return article_from_dict(data, path, node, problems)
 
 
-def scan(knowledge_dir: Path, articles: Iterable[tuple[Path, Article | None]] | None = None) -> tuple[KnowledgeBase, list[Problem]]:
+def scan(
+    knowledge_dir: Path, articles: Iterable[tuple[Path, Article | None]] | None = None
+) -> tuple[KnowledgeBase, list[Problem]]:
     """Read everything and collect every problem rather than stopping at the first.
 
     `articles` lets a caller supply already-parsed articles (a cache keyed on
@@ -271,6 +275,25 @@ def load(knowledge_dir: Path) -> KnowledgeBase:
     if problems:
         raise KnowledgeError(problems)
     return kb
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+def diff(old: KnowledgeBase, new: KnowledgeBase) -> Changes:
+    """What a reload changes, by article id (an edited article counts as updated)."""
+    return Changes(
+        added=tuple(i for i in new.articles if i not in old.articles),
+        updated=tuple(i for i, a in new.articles.items() if i in old.articles and old.articles[i] != a),
+        removed=tuple(i for i in old.articles if i not in new.articles),
+    )
 
 
 # --- writing -----------------------------------------------------------------
