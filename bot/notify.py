@@ -1,0 +1,377 @@
+"""Telling subscribers about new articles: who gets what (pure), how it reads (pure), and the broadcast.
+
+The broadcast is driven by the store's delivery log: every (chat, article)
+pair is queued before anything is sent and marked delivered right after the
+send succeeds, so a restart resumes with what is still pending, and an
+article reaches a chat at most once per queue entry. Many articles for one
+chat go out as one digest, not a flood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+import logging
+import time
+import warnings
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import telegram
+from aiolimiter import AsyncLimiter
+from telegram import LinkPreviewOptions
+from telegram.constants import FloodLimit, MessageLimit, ParseMode
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.knowledge import Article, KnowledgeBase
+from bot.store import Store, Subscription
+from bot.text import stem_words, terms, words
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = MessageLimit.MAX_TEXT_LENGTH  # 4096
+MAX_TITLE = 300
+MAX_SUMMARY = 1200
+MAX_URL = 1000
+CONCURRENCY = 16  # enough in flight to keep 30 msg/s going at Telegram's ~0.3 s round trip
+ATTEMPTS = 4  # tries for timeouts, network errors and 5xx before leaving a message pending
+MAX_FLOOD_WAITS = 8  # 429s in a row for one message before it is left pending
+BACKOFF = 1.0  # seconds before the first retry; doubles each time
+_GONE = ("chat not found", "user not found", "peer_id_invalid", "chat_write_forbidden", "not enough rights")
+
+
+# --- who gets what ---------------------------------------------------------
+
+@lru_cache(maxsize=4096)
+def _filter_terms(words_: str, language: str) -> frozenset[str]:
+    found = terms(words_, language)
+    return frozenset(found or stem_words(words(words_), language))  # only stopwords: match them as words
+
+
+def _article_terms(article: Article) -> frozenset[str]:
+    text = " ".join((article.title, article.summary, article.body, *article.topics))
+    return frozenset(stem_words(words(text), article.language))
+
+
+def matches(words: str | None, article: Article) -> bool:
+    """Every word of the subscription occurs in the article (stemmed in the article's language)."""
+    if not words:
+        return True
+    return _filter_terms(words, article.language) <= _article_terms(article)
+
+
+def plan(articles: Sequence[Article], subscriptions: Sequence[Subscription]) -> list[tuple[int, str]]:
+    """(chat id, article id) for every chat that has a subscription matching an article, each pair once."""
+    out: list[tuple[int, str]] = []
+    seen: set[tuple[int, str]] = set()
+    for article in articles:
+        article_terms = _article_terms(article)
+        for sub in subscriptions:
+            pair = (sub.chat_id, article.id)
+            if pair in seen:
+                continue
+            if not sub.words or _filter_terms(sub.words, article.language) <= article_terms:
+                seen.add(pair)
+                out.append(pair)
+    return out
+
+
+# --- how it reads ----------------------------------------------------------
+
+def _utf16(text: str) -> int:
+    """Telegram counts UTF-16 code units; the raw HTML is never shorter than what it shows."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _safe_url(url: str | None) -> str | None:
+    """Only web links become links: a hostile article cannot smuggle a javascript: or tg: URL."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [ in the host
+        return None
+    return url if parts.scheme in ("http", "https") and parts.netloc and len(html.escape(url)) <= MAX_URL else None
+
+
+def _date(published: dt.date | None) -> str:
+    return published.isoformat() if published else ""
+
+
+def _card(article: Article) -> str:
+    """Title, summary, date and source, link; the summary gives way if the escaped text would be too long."""
+    e = html.escape
+    head = f"🆕 <b>{e(_clip(article.title, MAX_TITLE))}</b>"
+    meta = " · ".join(x for x in (_date(article.published), _clip(article.source or "", 100)) if x)
+    url = _safe_url(article.url)
+    tail = "\n".join(x for x in (e(meta), f'<a href="{e(url)}">Read the article</a>' if url else "") if x)
+    limit = MAX_SUMMARY
+    while True:
+        summary = e(_clip(article.summary, limit)) if limit else ""
+        text = "\n\n".join(x for x in (head, summary, tail) if x)
+        if _utf16(text) <= MAX_MESSAGE:
+            return text
+        limit //= 2
+
+
+def _digest_line(article: Article) -> str:
+    e = html.escape
+    title = e(_clip(article.title, MAX_TITLE))
+    url = _safe_url(article.url)
+    line = f'• <a href="{e(url)}">{title}</a>' if url else f"• {title}"
+    date = _date(article.published)
+    return f"{line} — {date}" if date else line
+
+
+_CONTINUED = "🆕 <b>More new articles</b>"
+
+
+def _header(count: int) -> str:
+    return f"🆕 <b>{count} new articles</b>"
+
+
+def render_messages(articles: Sequence[Article]) -> list[tuple[tuple[str, ...], str]]:
+    """(article ids, HTML) per message: one card for one article, else digests of as many lines as fit."""
+    if len(articles) == 1:
+        return [((articles[0].id,), _card(articles[0]))]
+    header = _header(len(articles))
+    messages: list[tuple[tuple[str, ...], str]] = []
+    ids: list[str] = []
+    lines: list[str] = [header, ""]
+    used = _utf16(header) + 1
+    for article in articles:
+        line = _digest_line(article)
+        if ids and used + 1 + _utf16(line) > MAX_MESSAGE:
+            messages.append((tuple(ids), "\n".join(lines)))
+            ids, lines, used = [], [_CONTINUED, ""], _utf16(_CONTINUED) + 1
+        ids.append(article.id)
+        lines.append(line)
+        used += _utf16(line) + 1
+    messages.append((tuple(ids), "\n".join(lines)))
+    return messages
+
+
+def render_notification(articles: Sequence[Article]) -> str:
+    """One message (HTML, at most 4096): a card for one article, a digest for several (the rest counted)."""
+    if not articles:
+        raise ValueError("nothing to notify about")
+    (ids, text), *rest = render_messages(articles)
+    if not rest:
+        return text
+    shown = list(ids)
+    while True:
+        tail = f"… and {len(articles) - len(shown)} more: /latest"
+        if _utf16(text) + 1 + _utf16(tail) <= MAX_MESSAGE:
+            return f"{text}\n{tail}"
+        shown.pop()
+        text = text.rsplit("\n", 1)[0]
+
+
+# --- the broadcast ---------------------------------------------------------
+
+@dataclass
+class BroadcastReport:
+    delivered: int = 0  # messages sent
+    chats: int = 0  # chats that received at least one message
+    removed_chats: int = 0  # chats that blocked the bot or are gone, unsubscribed
+    retried: int = 0  # sends tried again (429, timeouts, network errors, 5xx)
+    failed: int = 0  # chats left with messages still pending (tried again at the next broadcast)
+
+
+class _FloodGate:
+    """Telegram's 429 `retry_after` holds back the whole bot, not one chat: every sender waits here."""
+
+    def __init__(self) -> None:
+        self.resume_at = 0.0
+
+    def pause(self, seconds: float) -> None:
+        self.resume_at = max(self.resume_at, time.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        while (delay := self.resume_at - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+
+
+def _retry_after_seconds(error: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = error.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+# One broadcast at a time per store: two would both read the same pending rows and send them twice.
+_locks: weakref.WeakKeyDictionary[Store, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _lock_for(store: Store) -> asyncio.Lock:
+    lock = _locks.get(store)
+    if lock is None:
+        lock = _locks[store] = asyncio.Lock()
+    return lock
+
+
+class _Broadcast:
+    def __init__(
+        self, bot: telegram.Bot, store: Store, articles: Mapping[str, Article], *,
+        concurrency: int, attempts: int, backoff: float,
+    ) -> None:
+        self.bot = bot
+        self.store = store
+        self.articles = articles
+        self.concurrency = concurrency
+        self.attempts = attempts
+        self.backoff = backoff
+        self.report = BroadcastReport()
+        self.gate = _FloodGate()
+        # A bot built with AIORateLimiter paces itself; a plain Bot is held to Telegram's 30 messages a second.
+        self.pace = None if getattr(bot, "rate_limiter", None) else AsyncLimiter(FloodLimit.MESSAGES_PER_SECOND, 1)
+        self.logged: set[str] = set()
+
+    def log_once(self, level: int, kind: str, message: str, *args: object) -> None:
+        """A failure that hits thousands of chats is logged once per kind, not once per chat."""
+        if kind not in self.logged:
+            self.logged.add(kind)
+            log.log(level, message, *args)
+
+    async def run(self) -> BroadcastReport:
+        work = []
+        for chat_id, ids in self.store.pending().items():
+            known = [self.articles[i] for i in ids if i in self.articles]
+            if len(known) < len(ids):
+                self.log_once(logging.INFO, "unknown", "pending articles not in the knowledge base are kept pending")
+            if known:
+                work.append((chat_id, known))
+        queue = iter(work)
+
+        async def worker() -> None:
+            for chat_id, articles in queue:
+                await self.deliver_chat(chat_id, articles)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.concurrency, len(work))):
+                    group.create_task(worker())
+        except ExceptionGroup as failure:  # e.g. StoreError: the log cannot be written, so sending must stop
+            raise failure.exceptions[0] from None
+        return self.report
+
+    async def deliver_chat(self, chat_id: int, articles: list[Article]) -> None:
+        sent = False
+        for ids, text in render_messages(articles):
+            outcome = await self.send(chat_id, ids, text)
+            if isinstance(outcome, int):
+                chat_id, sent = outcome, True
+                continue
+            if outcome == "failed":
+                self.report.failed += 1
+            break
+        if sent:
+            self.report.chats += 1
+
+    async def send(self, chat_id: int, ids: tuple[str, ...], text: str) -> int | str:
+        """Send one message until it is delivered (-> the chat id), the chat is gone, or retries run out."""
+        errors = floods = 0
+        while True:
+            await self.gate.wait()
+            try:
+                if self.pace is not None:
+                    async with self.pace:
+                        await self.attempt(chat_id, ids, text)
+                else:
+                    await self.attempt(chat_id, ids, text)
+                self.report.delivered += 1
+                return chat_id
+            except RetryAfter as exc:
+                floods += 1
+                seconds = _retry_after_seconds(exc)
+                self.gate.pause(seconds)
+                self.log_once(logging.WARNING, "429", "Telegram flood limit: waiting %.0f s as asked", seconds)
+                if floods > MAX_FLOOD_WAITS:
+                    return "failed"
+            except ChatMigrated as exc:
+                self.store.migrate_chat(chat_id, exc.new_chat_id)
+                chat_id = exc.new_chat_id
+            except Forbidden as exc:
+                self.log_once(logging.INFO, "gone", "unsubscribing a chat that blocked the bot: %s", exc.message)
+                self.store.forget_chat(chat_id)
+                self.report.removed_chats += 1
+                return "removed"
+            except BadRequest as exc:
+                if any(reason in exc.message.lower() for reason in _GONE):
+                    self.log_once(logging.INFO, "gone", "unsubscribing a chat that is gone: %s", exc.message)
+                    self.store.forget_chat(chat_id)
+                    self.report.removed_chats += 1
+                    return "removed"
+                # Our message was refused: a bug to fix, not to retry. It stays pending for the next run.
+                self.log_once(logging.ERROR, f"400 {exc.message}", "notification refused: %s", exc.message)
+                return "failed"
+            except NetworkError as exc:  # timeouts, connection errors, 5xx
+                errors += 1
+                self.log_once(logging.WARNING, "network", "sending a notification failed, retrying: %s", exc)
+                if errors >= self.attempts:
+                    return "failed"
+                await asyncio.sleep(self.backoff * 2 ** (errors - 1))
+            except TelegramError as exc:
+                self.log_once(logging.ERROR, type(exc).__name__, "notification not sent: %r", exc)
+                return "failed"
+            self.report.retried += 1
+
+    async def attempt(self, chat_id: int, ids: tuple[str, ...], text: str) -> None:
+        """One send, and its record, as a unit that cancellation cannot split.
+
+        If the broadcast is cancelled while a message is in flight, the send is
+        let finish and recorded first, so a restart neither repeats nor skips it.
+        """
+        async def send_and_record() -> None:
+            await self.bot.send_message(
+                chat_id, text, parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)
+            )
+            self.store.mark_delivered(chat_id, ids)
+
+        task = asyncio.ensure_future(send_and_record())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await asyncio.wait([task])
+            raise
+
+
+async def broadcast(
+    bot: telegram.Bot, store: Store, kb: KnowledgeBase, *,
+    concurrency: int = CONCURRENCY, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+) -> BroadcastReport:
+    """Deliver everything pending; called after a reload and at start-up to finish a cut-short broadcast."""
+    return await _run(bot, store, kb.articles, concurrency=concurrency, attempts=attempts, backoff=backoff)
+
+
+async def notify_new(
+    bot: telegram.Bot, store: Store, kb: KnowledgeBase, articles: Sequence[Article], *,
+    concurrency: int = CONCURRENCY, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+) -> BroadcastReport:
+    """Queue the new articles for every matching subscriber (durably, first), then broadcast."""
+    store.enqueue(plan(articles, store.all_subscriptions()))
+    lookup = {**kb.articles, **{a.id: a for a in articles}}
+    return await _run(bot, store, lookup, concurrency=concurrency, attempts=attempts, backoff=backoff)
+
+
+async def _run(
+    bot: telegram.Bot, store: Store, articles: Mapping[str, Article], *,
+    concurrency: int, attempts: int, backoff: float,
+) -> BroadcastReport:
+    async with _lock_for(store):
+        job = _Broadcast(bot, store, articles, concurrency=concurrency, attempts=attempts, backoff=backoff)
+        report = await job.run()
+    log.info("broadcast: %s", report)
+    return report
