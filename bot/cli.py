@@ -80,24 +80,142 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    raise NotImplementedError("build: owned by the ingestion work")
+    from bot import ingest
+
+    report = ingest.build(args.sources, knowledge_dir(args), resummarise=args.resummarise, progress=True)
+    for failure in report.failed:
+        print(f"failed: {failure}")
+    print(f"{report.summary()} ({report.seconds:.1f} s)")
+    return 1 if report.failed else 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    raise NotImplementedError("check: owned by the ingestion work")
+    from bot import knowledge
+
+    kb, problems = knowledge.scan(knowledge_dir(args))
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    print(f"OK: {len(kb.articles)} articles, {len(kb.faq)} FAQ entries")
+    return 0
+
+
+def _load_index(knowledge: Path):  # type: ignore[no-untyped-def]
+    """The index of a valid knowledge base, or None after printing why it cannot be used."""
+    from bot.knowledge import KnowledgeError, load
+    from bot.search import Index
+
+    try:
+        return Index.build(load(knowledge))
+    except KnowledgeError as exc:
+        _print_problems(knowledge, exc.problems)
+        return None
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    raise NotImplementedError("ask: owned by the answering work")
+    import json
+
+    from bot.answer import answer_question, render_text
+
+    index = _load_index(knowledge_dir(args))
+    if index is None:
+        return 1
+    if args.question == ["-"]:
+        questions = [line.strip() for line in sys.stdin if line.strip()]
+    else:
+        questions = [" ".join(args.question)]
+    for number, question in enumerate(questions):
+        answer = answer_question(index, question)
+        if args.json:
+            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+        else:
+            print(("\n" if number else "") + render_text(answer), flush=True)
+    return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    raise NotImplementedError("eval: owned by the answering work")
+    from bot import evaluation
+
+    try:
+        questions = evaluation.read_questions(args.questions, args.limit)
+        offtopic = evaluation.read_questions(args.offtopic, args.limit, need_doc=False) if args.offtopic else []
+    except (OSError, evaluation.BadQuestions) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    index = _load_index(knowledge_dir(args))
+    if index is None:
+        return 1
+    ours = evaluation.evaluate_answerer(index, questions, offtopic)
+    baseline = evaluation.evaluate_bm25(index.kb, questions)
+    print(evaluation.table([ours, baseline], label=args.questions.stem))
+    return 0
+
+
+def _print_problems(knowledge: Path, problems: Sequence[object]) -> None:
+    print(f"The knowledge base in {knowledge} has problems; fix them (python -m bot check) and try again:",
+          file=sys.stderr)
+    for problem in problems:
+        print(problem, file=sys.stderr)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("run: owned by the Telegram work")
+    from telegram.error import InvalidToken, NetworkError
+
+    from bot.app import run
+    from bot.config import ConfigError, configure_logging, load_settings
+    from bot.knowledge import KnowledgeError
+    from bot.store import StoreError
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    try:
+        run(settings)
+    except KnowledgeError as exc:
+        _print_problems(settings.knowledge_dir, exc.problems)
+        return 1
+    except StoreError as exc:
+        print(f"Cannot use the database {settings.database_path}: {exc}", file=sys.stderr)
+        return 1
+    except InvalidToken:
+        print("Telegram refused TELEGRAM_BOT_TOKEN; copy it again from @BotFather (or /revoke and get a new one).",
+              file=sys.stderr)
+        return 2
+    except NetworkError as exc:
+        where = settings.base_url or "api.telegram.org"
+        print(f"Cannot reach Telegram at {where}: {str(exc).replace(settings.token, '<token>')}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_shell(args: argparse.Namespace) -> int:
-    raise NotImplementedError("shell: owned by the Telegram work")
+    from bot.knowledge import KnowledgeError
+    from bot.service import SHELL_HELP, Service, shell_reply
+    from bot.store import Store
+
+    knowledge = knowledge_dir(args)
+    try:
+        service = Service(knowledge, Store(":memory:"))
+    except KnowledgeError as exc:
+        _print_problems(knowledge, exc.problems)
+        return 1
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"{len(service.kb.articles)} articles from {knowledge}. {SHELL_HELP}\n")
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            break
+        if not interactive and not line:
+            break
+        reply = shell_reply(service, line)
+        if reply is None:
+            break
+        if reply:
+            print(reply + "\n", flush=True)
+    return 0

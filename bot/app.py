@@ -1,0 +1,140 @@
+"""The Telegram application: building it, wiring its handlers, starting and stopping it.
+
+`python -m bot run` sets up logging (`bot.config.configure_logging`) and calls `run`. Long polling by
+default; with WEBHOOK_URL set, a webhook that checks Telegram's secret token.
+Start-up (`post_init`) opens the database, loads the knowledge base (refusing
+to start on problems, listed as file:line), sets the command menus, and
+resumes any broadcast that a restart cut short.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    InlineQueryHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot import handlers, notify
+from bot.config import Settings
+from bot.handlers import COMMANDS, SERVICE, SETTINGS
+from bot.service import Service
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
+
+
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    builder = (
+        ApplicationBuilder()
+        .token(settings.token)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(True)   # one slow reply (or a /reload) never holds up the others
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+    )
+    if settings.base_url:
+        builder = builder.base_url(settings.base_url)
+    application = builder.build()
+    application.bot_data[SETTINGS] = settings
+    register_handlers(application)
+    return application
+
+
+def register_handlers(application: Application) -> None:  # type: ignore[type-arg]
+    # Commands, from the one list that also makes the menu and /help; admin ones guarded by user id.
+    for command in COMMANDS:
+        callback = handlers.admin_only(command.callback) if command.admin else command.callback
+        application.add_handler(CommandHandler(command.name, callback))
+    # Questions: any text in private chats; in groups the handler keeps only what is addressed to the bot.
+    application.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND,
+                                           handlers.on_text))
+    # A group upgraded to a supergroup keeps its subscriptions.
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, handlers.on_migrate))
+    # Buttons under our messages, and inline mode.
+    application.add_handler(CallbackQueryHandler(handlers.on_button))
+    application.add_handler(InlineQueryHandler(handlers.on_inline_query))
+    application.add_error_handler(handlers.on_error)
+
+
+async def set_commands(application: Application) -> None:  # type: ignore[type-arg]
+    """Everyone's menu without admin commands; each admin's private chat with all of them."""
+    bot = application.bot
+    settings: Settings = application.bot_data[SETTINGS]
+    try:
+        await bot.set_my_commands([BotCommand(c.name, c.description) for c in COMMANDS if not c.admin])
+    except TelegramError as exc:
+        log.warning("could not set the command menu: %s", exc)
+    everything = [BotCommand(c.name, c.description) for c in COMMANDS]
+    for admin_id in sorted(settings.admin_ids):
+        try:
+            await bot.set_my_commands(everything, scope=BotCommandScopeChat(admin_id))
+        except TelegramError as exc:  # e.g. an admin who has never opened a chat with the bot
+            log.warning("could not set the admin command menu for user %s: %s", admin_id, exc)
+
+
+async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
+    settings: Settings = application.bot_data[SETTINGS]
+    store = Store(settings.database_path)
+    try:
+        service = Service(settings.knowledge_dir, store, user_rate_limit=settings.user_rate_limit)
+    except BaseException:
+        store.close()
+        raise
+    application.bot_data[SERVICE] = service
+    log.info("knowledge base %s: %d articles, %d FAQ entries",
+             settings.knowledge_dir, len(service.kb.articles), len(service.kb.faq))
+    await set_commands(application)
+    assert application.job_queue is not None
+    application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast")
+
+
+async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Deliver what a previous run queued and did not send (nothing, usually)."""
+    service = handlers.service_of(context)
+    report = await notify.broadcast(context.bot, service.store, service.kb)
+    if report.delivered or report.failed:
+        log.info("resumed broadcast: %s", report)
+
+
+async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    service: Service | None = application.bot_data.get(SERVICE)
+    if service is not None:
+        service.store.close()
+
+
+def webhook_options(settings: Settings) -> dict[str, Any]:
+    """`run_webhook` arguments: listen on the URL's path, and always require Telegram's secret token."""
+    assert settings.webhook_url is not None
+    return {
+        "listen": settings.webhook_listen,
+        "port": settings.webhook_port,
+        "url_path": urlsplit(settings.webhook_url).path.lstrip("/"),
+        "webhook_url": settings.webhook_url,
+        "secret_token": settings.webhook_secret or secrets.token_urlsafe(32),
+        "allowed_updates": ALLOWED_UPDATES,
+    }
+
+
+def run(settings: Settings) -> None:
+    """Run until stopped (Ctrl-C or SIGTERM): long polling, or a webhook when WEBHOOK_URL is set."""
+    application = build_application(settings)
+    if settings.webhook_url is None:
+        application.run_polling(allowed_updates=ALLOWED_UPDATES)
+    else:
+        application.run_webhook(**webhook_options(settings))

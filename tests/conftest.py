@@ -1,0 +1,48 @@
+"""Shared fixtures: a private copy of the shipped knowledge base, and articles written on demand."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot import knowledge
+from bot.knowledge import Article
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The shipped seed article answers this with exactly this sentence (issue 3).
+SEED_QUESTION = "how many plan items were executed?"
+SEED_SENTENCE = "In total, of the 53 items of the Plan, 18 were executed, and 35 are in the process of execution."
+OFF_TOPIC_QUESTION = "what's the weather in Almaty tomorrow?"
+
+
+@pytest.fixture
+def knowledge_dir(tmp_path: Path) -> Path:
+    """A copy of the repository's knowledge/ that a test may change freely."""
+    return Path(shutil.copytree(REPO / "knowledge", tmp_path / "knowledge"))
+
+
+def make_article(article_id: str, title: str, body: str, **fields: object) -> Article:
+    """An article with sensible defaults; the summary is the body's first sentence unless given."""
+    defaults: dict[str, object] = {
+        "published": dt.date(2024, 3, 1), "source": "Test Gazette", "url": f"https://example.org/{article_id}",
+        "language": "en", "summary": body.split(". ")[0].rstrip(".") + ".",
+    }
+    defaults.update(fields)
+    return Article(id=article_id, title=title, body=body, **defaults)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def add_article(knowledge_dir: Path) -> Callable[..., Article]:
+    """Write an article into the test's knowledge dir, as an editor (or the builder) would."""
+
+    def add(article_id: str, title: str, body: str, **fields: object) -> Article:
+        article = make_article(article_id, title, body, **fields)
+        knowledge.write_article(knowledge_dir, article)
+        return article
+
+    return add
