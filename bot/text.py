@@ -38,6 +38,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 # Letters that Kazakh writes and Russian does not: a cheap, certain signal.
 _KAZAKH = re.compile(r"[әғқңөұүһіӘҒҚҢӨҰҮҺІ]")
+_CYRILLIC_LANGUAGES = frozenset({"ru", "kk", "uk", "bg", "mk", "sr", "be", "mn", "ky"})
 
 
 def normalise(text: str) -> str:
@@ -64,13 +65,18 @@ def detect_language(text: str, candidates: frozenset[str] | None = None) -> str:
         return "kk"
     sample = text[:2000]
     cyrillic = len(_CYRILLIC.findall(sample))
-    letters = sum(ch.isalpha() for ch in sample) or 1
-    if cyrillic / letters > 0.5:
+    if cyrillic and cyrillic / (sum(ch.isalpha() for ch in sample) or 1) > 0.5:
         return "ru" if candidates is None or "ru" in candidates or "kk" not in candidates else "kk"
+    if candidates is not None:
+        latin = candidates - _CYRILLIC_LANGUAGES
+        if len(latin) <= 1:  # nothing for the model to decide (it costs half a millisecond)
+            # Latin words in a question to a Cyrillic-only knowledge base ("Tesla", "ABC")
+            # are indexed there as they are, which is what that language's stemmer does too.
+            return next(iter(latin), "ru" if "ru" in candidates else min(candidates, default="en"))
     identifier = _identifier()
     ranked = identifier.rank(sample)
     for code, _score in ranked:
-        if code in ("ru", "kk", "uk", "bg", "mk", "sr", "be", "mn", "ky"):
+        if code in _CYRILLIC_LANGUAGES:
             continue
         if candidates is None or code in candidates:
             return code
