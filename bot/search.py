@@ -1,8 +1,11 @@
 """The in-memory search index: which articles answer a question, and how sure we are.
 
-Ranking is BM25 (bm25s; k1=0.9, b=0.9, title indexed twice) over Snowball-stemmed
-terms in each article's own language, after correcting misspelt query words
-against the knowledge base's vocabulary with rapidfuzz. The BM25 top 50 are then
+Ranking is BM25 (bm25s's Lucene formula, k1=0.9, b=0.9, title indexed twice) over
+Snowball-stemmed terms in each article's own language, after correcting misspelt
+query words against the knowledge base's vocabulary with rapidfuzz. The index is
+built from sparse word-count matrices with whole-array numpy/scipy operations
+(which release the GIL, so the bot keeps answering during a reload) rather than
+per-article Python lists: 100,000 articles index in seconds within a few hundred MB. The BM25 top 50 are then
 re-ranked with a static sentence embedding (WordLlama, shipped inside its wheel),
 which finds the articles that say the same thing in other words.
 
@@ -31,7 +34,6 @@ from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
-import bm25s
 import numpy as np
 import wordfreq
 from rapidfuzz import fuzz, process, utils
@@ -100,7 +102,8 @@ _PROBE_QUANTILE_SURE = 0.99
 _PROBE_SLOTS = 3  # knowledge-base words tried in each templated probe
 _MIN_LANGUAGE_SHARE = 0.05  # a question is read in one of the languages of at least this share of articles
 _COMMON_ZIPF = 3.0  # wordfreq: at least once per million words
-_EMBED_BATCH = 16384
+_EMBED_BATCH = 16384  # words tokenized per call
+_EMBED_ROWS = 4096  # articles embedded per sparse product
 
 
 # --- embeddings ----------------------------------------------------------------
@@ -127,53 +130,42 @@ class Embedder:
         self._tokenizer.no_padding()  # WordLlama pads batches; padding tokens must not enter the mean
         self._vectors = np.ascontiguousarray(model.embedding, dtype=np.float32)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One row per text, computed through each distinct whitespace-separated chunk once.
+    def embed_counts(self, counts: sparse.csr_matrix, words: Sequence[str]) -> np.ndarray:
+        """One row per row of `counts` (texts x `words`, how often each word occurs in each text).
 
-        No token spans a space, so a text's tokens are its chunks' tokens (a line
-        break counts as a space); a news collection repeats its chunks so much that
-        tokenizing the distinct ones is several times faster than the texts.
+        In half precision: cosines need three digits, and 100,000 articles then
+        take 50 MB rather than 100.
+
+        No token spans a space, so a text's tokens are its words' tokens: each
+        distinct word is tokenized once, and the texts are summed by sparse
+        products, a few thousand rows at a time to keep memory flat (the sparse
+        products and the tokenizer release the GIL, so the bot keeps answering).
         """
-        chunk_ids: dict[str, int] = {}
-        cols = array("q")  # one machine integer per chunk occurrence: millions at 100,000 articles
-        per_text = np.zeros(len(texts), dtype=np.int64)
-        for row, value in enumerate(texts):
-            chunks = value.split()
-            per_text[row] = len(chunks)
-            cols.extend(chunk_ids.setdefault(chunk, len(chunk_ids)) for chunk in chunks)
-        out = np.zeros((len(texts), self._vectors.shape[1]), dtype=np.float32)
-        if not chunk_ids:
+        out = np.zeros((counts.shape[0], self._vectors.shape[1]), dtype=np.float16)
+        if not len(words) or not counts.nnz:
             return out
-        n_tokens = self._vectors.shape[0]
-        token_ids, token_lengths = array("q"), array("q")
-        distinct = list(chunk_ids)
-        del chunk_ids
-        for start in range(0, len(distinct), _EMBED_BATCH):  # tokenizer results are heavy: keep only the ids
-            batch = distinct[start : start + _EMBED_BATCH]
-            for encoding in self._tokenizer.encode_batch(batch, add_special_tokens=False):
+        token_ids, token_lengths = array("i"), array("q")
+        for start in range(0, len(words), _EMBED_BATCH):
+            for encoding in self._tokenizer.encode_batch(list(words[start : start + _EMBED_BATCH]),
+                                                         add_special_tokens=False):
                 token_ids.extend(encoding.ids)
                 token_lengths.append(len(encoding.ids))
-        del distinct
         lengths = np.frombuffer(token_lengths, dtype=np.int64)
-        tokens = sparse.csr_matrix(
+        word_tokens = sparse.csr_matrix(
             (np.ones(len(token_ids), dtype=np.float32),
-             (np.repeat(np.arange(len(lengths)), lengths),
-              np.clip(np.frombuffer(token_ids, dtype=np.int64), 0, n_tokens - 1))),
-            shape=(len(lengths), n_tokens),
+             np.clip(np.frombuffer(token_ids, dtype=np.int32), 0, self._vectors.shape[0] - 1),
+             np.concatenate(([0], np.cumsum(lengths)))),
+            shape=(len(words), self._vectors.shape[0]),
         )
-        rows = np.repeat(np.arange(len(texts)), per_text)
-        counts = sparse.csr_matrix(
-            (np.ones(len(cols), dtype=np.float32), (rows, np.frombuffer(cols, dtype=np.int64))),
-            shape=(len(texts), len(lengths)),
-        )
-        for start in range(0, len(texts), _EMBED_BATCH):
-            out[start : start + _EMBED_BATCH] = (counts[start : start + _EMBED_BATCH] @ tokens) @ self._vectors
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        np.divide(out, norms, out=out, where=norms > 0)
+        for start in range(0, counts.shape[0], _EMBED_ROWS):
+            rows = (counts[start : start + _EMBED_ROWS] @ word_tokens) @ self._vectors
+            norms = np.linalg.norm(rows, axis=1, keepdims=True)
+            np.divide(rows, norms, out=rows, where=norms > 0)
+            out[start : start + _EMBED_ROWS] = rows
         return out
 
     def embed_one(self, query: str) -> np.ndarray:
-        """The same vector as `embed` gives (line breaks count as spaces), for one short text."""
+        """The same vector as `embed_counts` gives for the words of `query`."""
         ids = self._tokenizer.encode(" ".join(query.split()), add_special_tokens=False).ids
         if not ids:
             return np.zeros(self._vectors.shape[1], dtype=np.float32)
@@ -204,28 +196,39 @@ class Speller:
     Candidates come from a symmetric-deletion index (every word with one letter
     deleted; the SymSpell idea), which finds every single typo (insertion,
     deletion, substitution, transposition) in microseconds; rapidfuzz's
-    Levenshtein distance then checks each candidate.
+    Levenshtein distance then checks each candidate. The index holds the hashes
+    of the deletions in one sorted array rather than the strings in a dict: a
+    few megabytes instead of hundreds at 100,000 articles (a hash collision only
+    adds a candidate that the distance check then drops).
     """
 
-    def __init__(self, frequencies: Counter[str], min_length: int) -> None:
-        self.frequencies = frequencies
+    def __init__(self, words: Sequence[str], counts: np.ndarray, min_length: int) -> None:
+        self.known = dict(zip(words, counts.tolist(), strict=True))  # word -> occurrences in the knowledge base
         self.min_length = min_length
-        self._words = [utils.default_process(w) for w in sorted(frequencies, key=lambda w: (-frequencies[w], w))]
-        deletes: dict[str, list[int]] = {}
+        order = sorted(range(len(words)), key=lambda i: (-self.known[words[i]], words[i]))
+        self._words = [utils.default_process(words[i]) for i in order]
+        hashes, positions = array("q"), array("i")
         for position, word in enumerate(self._words):
             if len(word) >= min_length - 1:
-                for variant in _deletions(word):
-                    deletes.setdefault(variant, []).append(position)
-        self._deletes = deletes
+                variants = _deletions(word)
+                hashes.extend(map(hash, variants))
+                positions.extend([position] * len(variants))
+        keys = np.frombuffer(hashes, dtype=np.int64)
+        by_key = np.argsort(keys, kind="stable")
+        self._keys = keys[by_key]
+        self._positions = np.frombuffer(positions, dtype=np.int32)[by_key]
 
     def correct(self, word: str, language: str) -> str:
-        if word in self.frequencies or len(word) < self.min_length or not word.isalpha():
+        if word in self.known or len(word) < self.min_length or not word.isalpha():
             return word
         if language in _wordfreq_languages() and wordfreq.zipf_frequency(word, language, "small") >= _COMMON_ZIPF:
             return word
         query = utils.default_process(word)
         max_edits = 1 if len(query) <= 5 else 2
-        positions = {p for variant in _deletions(query) for p in self._deletes.get(variant, ())}
+        wanted = np.fromiter(map(hash, _deletions(query)), dtype=np.int64)
+        lows = np.searchsorted(self._keys, wanted, "left")
+        highs = np.searchsorted(self._keys, wanted, "right")
+        positions = {int(p) for low, high in zip(lows, highs, strict=True) for p in self._positions[low:high]}
         best = min(
             (
                 (distance, position)
@@ -246,6 +249,122 @@ def _wordfreq_languages() -> frozenset[str]:
 def _deletions(word: str) -> set[str]:
     """The word itself and every string made by deleting one of its letters."""
     return {word, *(word[:i] + word[i + 1 :] for i in range(len(word)))}
+
+
+# --- tokenising and BM25 ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Counts:
+    """How often each surface word (lower-cased, as `text.words` gives it) occurs in each article."""
+
+    words: list[str]  # surface vocabulary, by column
+    total: sparse.csr_matrix  # articles x words: occurrences in title, body and topics
+    weighted: sparse.csr_matrix | None  # the same with title words counted `title_repeats` times, for BM25
+
+
+def _count_words(articles: Sequence[Article], title_repeats: int) -> _Counts:
+    """Every article's words as columns of one vocabulary, in two sparse count matrices.
+
+    Ids rather than strings per word and no per-article containers: 100,000
+    articles hold some 7 million words, and lists of them would cost gigabytes
+    and long garbage-collector pauses (which hold the GIL and stall the bot).
+    """
+    vocabulary: dict[str, int] = {}
+    title_ids, body_ids = array("i"), array("i")
+    title_lengths, body_lengths = array("q"), array("q")
+    for article in articles:
+        title = text.words(article.title)
+        body = text.words(article.body)
+        for topic in article.topics:
+            body += text.words(topic)
+        for found, ids, lengths in ((title, title_ids, title_lengths), (body, body_ids, body_lengths)):
+            for word in set(found).difference(vocabulary):
+                vocabulary[word] = len(vocabulary)
+            ids.extend(map(vocabulary.__getitem__, found))
+            lengths.append(len(found))
+    shape = (len(articles), len(vocabulary))
+
+    def matrix(ids: array, lengths: array) -> sparse.csr_matrix:
+        counts = np.frombuffer(lengths, dtype=np.int64)
+        pointers = np.concatenate(([0], np.cumsum(counts)))
+        result = sparse.csr_matrix(
+            (np.ones(len(ids), dtype=np.float32), np.frombuffer(ids, dtype=np.int32), pointers), shape=shape
+        )
+        result.sum_duplicates()
+        return result
+
+    title = matrix(title_ids, title_lengths)
+    del title_ids
+    total = (title + matrix(body_ids, body_lengths)).tocsr()
+    del body_ids
+    weighted = (total + title * (title_repeats - 1)).tocsr() if title_repeats != 1 else total
+    return _Counts(list(vocabulary), total, weighted)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bm25:
+    """Lucene BM25 (bm25s's default formula), precomputed per term and article in one sparse matrix.
+
+    Built with whole-array numpy and scipy operations, which release the GIL and
+    need no per-article Python objects.
+    """
+
+    vocabulary: dict[str, int]  # stemmed term -> column
+    idf: np.ndarray  # per term
+    postings: sparse.csc_matrix  # articles x terms: each term's BM25 weight in each article
+
+    @classmethod
+    def build(cls, counts: _Counts, languages: Sequence[str], settings: Settings) -> _Bm25:
+        """`languages[i]` is article i's: its words are stemmed and stop-listed in that language."""
+        vocabulary: dict[str, int] = {}
+        weighted = counts.weighted
+        assert weighted is not None
+        per_language: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        language_of = np.asarray(languages)
+        for language in sorted(set(languages)):
+            rows = np.flatnonzero(language_of == language)
+            found = weighted.indices if len(rows) == weighted.shape[0] else weighted[rows].indices
+            used = np.flatnonzero(np.bincount(found, minlength=weighted.shape[1]))
+            stop = text.stopwords(language)
+            kept = np.asarray([i for i in used.tolist() if counts.words[i] not in stop], dtype=np.int64)
+            stems = text.stem_words([counts.words[i] for i in kept.tolist()], language)
+            terms = np.asarray([vocabulary.setdefault(stem, len(vocabulary)) for stem in stems], dtype=np.int64)
+            per_language.append((rows, kept, terms))
+        n_docs, n_terms = weighted.shape[0], max(len(vocabulary), 1)
+        tf: sparse.csr_matrix | None = None
+        for rows, kept, terms in per_language:
+            word_to_term = sparse.csr_matrix(
+                (np.ones(len(kept), dtype=np.float32), (kept, terms)), shape=(weighted.shape[1], n_terms)
+            )
+            if len(per_language) > 1:  # only this language's articles
+                part = sparse.diags(np.isin(np.arange(n_docs), rows).astype(np.float32)) @ weighted @ word_to_term
+            else:
+                part = weighted @ word_to_term
+            tf = part if tf is None else tf + part
+        assert tf is not None
+        lengths = np.asarray(tf.sum(axis=1), dtype=np.float32).ravel()
+        postings = tf.tocsc()
+        del tf
+        postings.sum_duplicates()
+        df = np.diff(postings.indptr)
+        idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+        # score = idf * tf / (tf + k1 * (1 - b + b * length / average)), in place, in float32
+        norm = settings.k1 * ((1 - settings.b) + settings.b * lengths / (lengths.mean() or 1.0))
+        denominator = norm[postings.indices]
+        denominator += postings.data
+        postings.data *= np.repeat(idf.astype(np.float32), df)
+        postings.data /= denominator
+        return cls(vocabulary, idf, postings)
+
+    def scores(self, term_ids: Sequence[int]) -> np.ndarray:
+        """Each article's BM25 score for these terms (a repeated term counts again)."""
+        postings = self.postings
+        out = np.zeros(postings.shape[0], dtype=np.float32)
+        for term in term_ids:
+            start, end = postings.indptr[term], postings.indptr[term + 1]
+            out[postings.indices[start:end]] += postings.data[start:end]
+        return out
 
 
 # --- the index -------------------------------------------------------------------
@@ -272,8 +391,7 @@ class Index:
     kb: KnowledgeBase
     settings: Settings = DEFAULT_SETTINGS
     _articles: list[Article] = field(default_factory=list)
-    _bm25: bm25s.BM25 | None = None
-    _idf: dict[str, float] = field(default_factory=dict)
+    _bm25: _Bm25 | None = None
     _idf_scale: float = 1.0  # idf of a term found in one article: puts BM25 in the same units at any size
     _speller: Speller | None = None
     _vectors: np.ndarray | None = None
@@ -298,35 +416,16 @@ class Index:
         index._languages = frozenset(
             language for language, n in languages.items() if n >= _MIN_LANGUAGE_SHARE * len(index._articles)
         ) or frozenset({languages.most_common(1)[0][0]})
-        surface: Counter[str] = Counter()
-        vocabulary: dict[str, int] = {}
-        corpus: list[list[int]] = []  # term ids (shared int objects), far lighter than term strings
-        for article in index._articles:
-            title_words = text.words(article.title)
-            body_words = text.words(article.body)
-            topic_words = [w for topic in article.topics for w in text.words(topic)]
-            surface.update(title_words)
-            surface.update(body_words)
-            surface.update(topic_words)
-            stop = text.stopwords(article.language)
-            tokens = [w for w in title_words if w not in stop] * settings.title_repeats
-            tokens += [w for w in body_words + topic_words if w not in stop]
-            stems = text.stem_words(tokens, article.language)
-            corpus.append([vocabulary.setdefault(t, len(vocabulary)) for t in stems])
-        bm25 = bm25s.BM25(k1=settings.k1, b=settings.b)
-        bm25.index((corpus, vocabulary), show_progress=False)
-        index._bm25 = bm25
-        n_docs = len(corpus)
-        indptr = bm25.scores["indptr"]
-        index._idf = {
-            term: math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-            for term, column in bm25.vocab_dict.items()
-            if column + 1 < len(indptr) and (df := int(indptr[column + 1] - indptr[column])) > 0
-        }
+        counts = _count_words(index._articles, settings.title_repeats)
+        index._bm25 = _Bm25.build(counts, [a.language for a in index._articles], settings)
+        counts.weighted = None  # memory: only the embeddings need counts from here on
+        n_docs = len(index._articles)
         index._idf_scale = math.log(1 + (n_docs - 1 + 0.5) / (1 + 0.5))
-        index._speller = Speller(surface, settings.typo_min_length)
+        frequencies = np.asarray(counts.total.sum(axis=0), dtype=np.int64).ravel()
+        index._speller = Speller(counts.words, frequencies, settings.typo_min_length)
         if settings.embeddings:
-            index._vectors = embedder().embed([f"{a.title}\n{a.body}" for a in index._articles])
+            index._vectors = embedder().embed_counts(counts.total, counts.words)
+        del counts
         index._calibrate()
         return index
 
@@ -349,10 +448,11 @@ class Index:
         if not self._articles or self._bm25 is None or not query.strip():
             return Ranking(query, "en", (), (), 0.0)
         language, corrected, terms = self.parse(query)
-        ids = self._bm25.get_tokens_ids(list(terms))
+        vocabulary = self._bm25.vocabulary
+        ids = [vocabulary[t] for t in terms if t in vocabulary]
         if not ids:
             return Ranking(query, language, terms, (), 0.0)
-        scores = self._bm25.get_scores(ids)
+        scores = self._bm25.scores(ids)
         depth = min(max(k, self.settings.rerank_depth), len(scores))
         top = np.argpartition(-scores, depth - 1)[:depth] if depth < len(scores) else np.arange(len(scores))
         top = np.sort(top[scores[top] > 0])
@@ -360,7 +460,7 @@ class Index:
             return Ranking(query, language, terms, (), 0.0)
         bm25 = scores[top].astype(np.float64)
         if self._vectors is not None:
-            cosine = (self._vectors[top] @ embedder().embed_one(corrected)).astype(np.float64)
+            cosine = self._vectors[top].astype(np.float64) @ embedder().embed_one(corrected).astype(np.float64)
             w = self.settings.bm25_weight
             fused = w * bm25 / bm25.max() + (1 - w) * cosine
         else:
@@ -386,7 +486,7 @@ class Index:
         probes = _probe_lines()
         rng = random.Random(0)
         # Words drawn as often as they occur, so that common words are the usual incidental overlap.
-        pool = sorted((w, n) for w, n in self._speller.frequencies.items() if w.isalpha() and len(w) > 3)
+        pool = sorted((w, n) for w, n in self._speller.known.items() if w.isalpha() and len(w) > 3)
         words, weights = [w for w, _ in pool], [n for _, n in pool]
         questions: list[str] = []
         for language in sorted(self._languages):
@@ -444,7 +544,8 @@ class Index:
         sentences = sentences_of(article)
         if not sentences:
             return ()
-        weights = {t: self._idf.get(t, 0.0) for t in set(terms)}
+        vocabulary, idf = (self._bm25.vocabulary, self._bm25.idf) if self._bm25 else ({}, np.zeros(0))
+        weights = {t: float(idf[vocabulary[t]]) if t in vocabulary else 0.0 for t in set(terms)}
         sentence_terms = _sentence_terms(article.body, article.language)
 
         def gain(i: int, covered: set[str]) -> float:

@@ -41,10 +41,20 @@ _KAZAKH = re.compile(r"[әғқңөұүһіӘҒҚҢӨҰҮҺІ]")
 _CYRILLIC_LANGUAGES = frozenset({"ru", "kk", "uk", "bg", "mk", "sr", "be", "mn", "ky"})
 
 
+_QUOTES = (("\u2019", "'"), ("\u2018", "'"), ("\u201c", '"'), ("\u201d", '"'))
+
+
 def normalise(text: str) -> str:
-    """NFC-normalise and fold typographic quotes so that tokens match however typed."""
+    """NFC-normalise and fold typographic quotes so that tokens match however typed.
+
+    `str.replace` rather than `str.translate`: translate looks every character up
+    in a dict, which made this the slowest step of indexing 100,000 articles.
+    """
     text = unicodedata.normalize("NFC", text)
-    return text.translate(str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'}))
+    for quote, plain in _QUOTES:
+        if quote in text:
+            text = text.replace(quote, plain)
+    return text
 
 
 @cache
