@@ -61,6 +61,8 @@ def register_handlers(application: Application) -> None:  # type: ignore[type-ar
     for command in COMMANDS:
         callback = handlers.admin_only(command.callback) if command.admin else command.callback
         application.add_handler(CommandHandler(command.name, callback))
+    # Any other /command in a private chat: a pointer to /help (in groups it may be meant for another bot).
+    application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, handlers.unknown_command))
     # Questions: any text in private chats; in groups the handler keeps only what is addressed to the bot.
     application.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND,
                                            handlers.on_text))
@@ -99,15 +101,18 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.bot_data[SERVICE] = service
     log.info("knowledge base %s: %d articles, %d FAQ entries",
              settings.knowledge_dir, len(service.kb.articles), len(service.kb.faq))
+    fresh = notify.unannounced(store, service.kb)   # on a new database: none, what is there is not news
     await set_commands(application)
     assert application.job_queue is not None
-    application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast")
+    application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast", data=fresh)
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Deliver what a previous run queued and did not send (nothing, usually)."""
+    """Deliver what a previous run queued and did not send, and announce articles it never announced (a crash
+    during a /reload, or files added while the bot was down): nothing, usually."""
     service = handlers.service_of(context)
-    report = await notify.broadcast(context.bot, service.store, service.kb)
+    assert context.job is not None
+    report = await notify.notify_new(context.bot, service.store, service.kb, context.job.data)
     if report.delivered or report.failed:
         log.info("resumed broadcast: %s", report)
 

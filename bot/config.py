@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ class Settings:
     database_path: Path = DEFAULT_DATABASE_PATH
     admin_ids: frozenset[int] = frozenset()
     webhook_url: str | None = None                # set: webhook mode; unset: long polling
-    webhook_secret: str | None = None             # unset in webhook mode: a random one per start
+    webhook_secret: str | None = field(default=None, repr=False)   # webhook mode: WEBHOOK_SECRET or a random one
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     log_level: str = "INFO"
@@ -113,6 +114,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     log_level = (_value(env, "LOG_LEVEL") or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}")
+    if webhook_url is not None and secret is None:
+        secret = secrets.token_urlsafe(32)   # a new one each start; made here so that the log can redact it
     port = _int(env, "WEBHOOK_PORT", 8443, minimum=1)
     if port > 65535:
         raise ConfigError(f"WEBHOOK_PORT must be a TCP port (1-65535), not {port}")
@@ -137,22 +140,31 @@ def knowledge_dir_from_env(environ: Mapping[str, str] | None = None, env_file: P
 
 
 class RedactToken(logging.Filter):
-    """Remove the bot token from every record, traceback included (httpx logs URLs that contain it)."""
+    """Remove the bot token, and the webhook secret, from every record, traceback included.
 
-    def __init__(self, token: str) -> None:
+    httpx logs URLs that contain the token; python-telegram-bot logs setWebhook's parameters at DEBUG.
+    """
+
+    def __init__(self, token: str, webhook_secret: str | None = None) -> None:
         super().__init__()
-        self.token = token
+        self.secrets = [(value, label) for value, label in ((token, "<token>"), (webhook_secret, "<secret>")) if value]
+
+    def _redact(self, text: str) -> str:
+        for value, label in self.secrets:
+            text = text.replace(value, label)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.token:
+        if not self.secrets:
             return True
         message = record.getMessage()
-        if self.token in message:
-            record.msg, record.args = message.replace(self.token, "<token>"), None
+        redacted = self._redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = record.exc_text.replace(self.token, "<token>")
+            record.exc_text = self._redact(record.exc_text)
         return True
 
 
@@ -161,6 +173,6 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    redact = RedactToken(settings.token)
+    redact = RedactToken(settings.token, settings.webhook_secret)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)

@@ -63,6 +63,7 @@ SLOW_DOWN = "You are asking faster than I can answer. Please wait a minute and a
 SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 ADMINS_ONLY = "Sorry, this command is only for the bot's editors."
 GROUP_ADMINS_ONLY = "Only this group's admins can change its subscriptions."
+UNKNOWN_COMMAND = "I don't know that command; /help lists the ones I do. Or just send me your question."
 BUTTON_TITLE = 60
 
 
@@ -221,6 +222,14 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await _answer(update, context, question)
 
 
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A mistyped /command gets a pointer to /help rather than silence."""
+    message = update.effective_message
+    allowed, warn = _allowed(update, context)
+    if message is not None and (allowed or warn):
+        await message.reply_text(UNKNOWN_COMMAND if allowed else SLOW_DOWN)
+
+
 async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is not None:
@@ -352,11 +361,12 @@ async def reload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     service = service_of(context)
     result = await service.reload()
-    await message.reply_html(reload_html(result, service.knowledge_dir))
-    if result.ok and result.added:
+    fresh = notify.unannounced(service.store, result.new) if result.ok else []
+    if fresh:  # queued (at the task's first step) before the reply, so a failed reply cannot lose the notification
         context.application.create_task(
-            notify.notify_new(context.bot, service.store, result.new, result.added), update=update, name="broadcast"
+            notify.notify_new(context.bot, service.store, result.new, fresh), update=update, name="broadcast"
         )
+    await message.reply_html(reload_html(result, service.knowledge_dir))
 
 
 async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

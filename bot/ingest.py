@@ -204,7 +204,7 @@ def parse_date(value: Any) -> dt.date | None:
             found = find_date(value)
             if found is not None and len(found[0]) >= len(value.strip()) / 2:
                 return found[1]
-    raise InputError(f"not a date: {value!r} (use YYYY-MM-DD)")
+    raise InputError(f"not a date: {knowledge.short_repr(value)} (use YYYY-MM-DD)")
 
 
 def find_date(text: str) -> tuple[str, dt.date] | None:
@@ -749,7 +749,18 @@ def build(
             if article == old:
                 report.unchanged.append(article.id)
                 continue
-        knowledge.write_atomic(path, knowledge.dump_yaml(article.to_yaml_dict()), fsync=False)
+        text = knowledge.dump_yaml(article.to_yaml_dict())
+        size = len(text.encode("utf-8"))
+        if size > knowledge.MAX_FILE_BYTES:  # the knowledge base would refuse to load it
+            reason = (f"not written: the article is {size / 1048576:.1f} MB, over the "
+                      f"{knowledge.MAX_FILE_BYTES // 1048576} MB limit of one knowledge-base file; split it")
+            report.failed.append(Failure(draft.origin, reason))
+            continue
+        try:
+            knowledge.write_atomic(path, text, fsync=False)
+        except OSError as exc:  # e.g. a full disk: this article fails, the file on disk is still the old one
+            report.failed.append(Failure(draft.origin, f"not written: {path}: {exc.strerror or exc}"))
+            continue
         (report.updated if old is not None else report.added).append(article.id)
     if report.added or report.updated:
         os.sync()  # one flush for the whole build instead of an fsync per file

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import reprlib
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -139,6 +141,16 @@ def _date(value: Any) -> dt.date | None:
     raise ValueError(value)
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
+
+
+def short_repr(value: Any) -> str:
+    """A value for a problem message, bounded: YAML aliases can nest a few lines into billions of items."""
+    return _SHORT_REPR.repr(value)
+
+
 def _strings(value: Any) -> tuple[str, ...] | None:
     """A list of non-empty strings (a single string is accepted as a list of one)."""
     if isinstance(value, str):
@@ -172,7 +184,8 @@ def article_from_dict(data: Any, path: Path, node: yaml.Node | None, problems: l
     try:
         published = _date(data.get("published"))
     except ValueError:
-        bad("published", f"field 'published' is not a date: {data.get('published')!r} (use YYYY-MM-DD or null)")
+        value = short_repr(data.get("published"))
+        bad("published", f"field 'published' is not a date: {value} (use YYYY-MM-DD or null)")
         published = None
     topics = _strings(data.get("topics", []) or [])
     if topics is None:
@@ -221,8 +234,12 @@ def _faq_from_data(data: Any, path: Path, node: yaml.Node | None, problems: list
         if links is None:
             problems.append(Problem(path, lines.get("links", start), "'links' must be a list of URLs"))
             ok = False
+        entry_id = item.get("id", f"faq-{index + 1}")
+        if isinstance(entry_id, list | dict):
+            problems.append(Problem(path, lines.get("id", start), f"'id' must be text, not {short_repr(entry_id)}"))
+            ok = False
         if ok:
-            entry_id = str(item.get("id", f"faq-{index + 1}"))
+            entry_id = str(entry_id)
             entries.append(FaqEntry(entry_id, questions or (), item["answer"].strip(), links or ()))
     return entries
 
@@ -314,6 +331,10 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_BlockDumper, allow_unicode=True, sort_keys=False, width=100)
 
 
+_UMASK = os.umask(0o022)   # reading the umask means setting it: once, at import, before any thread starts
+os.umask(_UMASK)
+
+
 def write_atomic(path: Path, text: str, *, fsync: bool = True) -> None:
     """Write via a temporary file and rename, so a crash leaves the old file or the new, never half.
 
@@ -321,8 +342,13 @@ def write_atomic(path: Path, text: str, *, fsync: bool = True) -> None:
     writing thousands of files may pass False and sync once at the end (fsync costs ms each).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)   # an editor's chmod is kept
+    except FileNotFoundError:
+        mode = 0o666 & ~_UMASK   # as open() would make it, not mkstemp's 0o600: the bot may run as another user
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             if fsync:

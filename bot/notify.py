@@ -360,10 +360,20 @@ async def notify_new(
     bot: telegram.Bot, store: Store, kb: KnowledgeBase, articles: Sequence[Article], *,
     concurrency: int = CONCURRENCY, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
 ) -> BroadcastReport:
-    """Queue the new articles for every matching subscriber (durably, first), then broadcast."""
-    store.enqueue(plan(articles, store.all_subscriptions()))
+    """Queue the new articles for every matching subscriber and record them as announced (durably, first), then
+    broadcast."""
+    store.announce([a.id for a in articles], plan(articles, store.all_subscriptions()))
     lookup = {**kb.articles, **{a.id: a for a in articles}}
     return await _run(bot, store, lookup, concurrency=concurrency, attempts=attempts, backoff=backoff)
+
+
+def unannounced(store: Store, kb: KnowledgeBase) -> list[Article]:
+    """Articles of `kb` that subscribers were never told about, for `notify_new`.
+
+    Besides what a reload adds, this catches up what a crash between a reload and its
+    queueing left out, and articles added while the bot was down.
+    """
+    return [kb.articles[i] for i in store.unannounced(kb.articles)]
 
 
 async def _run(

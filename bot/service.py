@@ -32,6 +32,7 @@ MAX_SUBSCRIPTIONS = 20      # per chat: enough for real use, bounded against abu
 MAX_SUBSCRIPTION_CHARS = 200
 MAX_MESSAGE = 4096
 EMPTY_QUESTION = "Send me a question in words, for example: what happened with the action plan?"
+STATS_PAUSE = 30.0          # seconds without recording statistics after the database refused a write
 CALLBACK_KEY_BYTES = 56     # callback data is at most 64 bytes, and the longest prefix we put before a key is "f:1:"
 
 
@@ -161,6 +162,7 @@ class Service:
         self.limiter = RateLimiter(user_rate_limit)
         self._files = _FileCache()
         self._reload_lock = asyncio.Lock()
+        self._stats_paused_until = 0.0
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
@@ -181,17 +183,23 @@ class Service:
         question = clean_question(question)
         answer = answer_question(self.index, question)
         if question:
-            try:
-                self.store.record_question(question, answer.found)
-            except StoreError as exc:
-                log.warning("could not record a question for /stats: %s", exc)
+            self._record(lambda: self.store.record_question(question, answer.found))
         return answer
 
     def feedback(self, question: str, article_id: str | None, helpful: bool) -> None:
+        self._record(lambda: self.store.record_feedback(clean_question(question), article_id, helpful))
+
+    def _record(self, write: Callable[[], None]) -> None:
+        """Statistics are best effort: after a failed write they pause for a while, logged once, rather than
+        make every question wait out the busy timeout of a locked database on the event loop."""
+        now = time.monotonic()
+        if now < self._stats_paused_until:
+            return
         try:
-            self.store.record_feedback(clean_question(question), article_id, helpful)
+            write()
         except StoreError as exc:
-            log.warning("could not record feedback: %s", exc)
+            self._stats_paused_until = now + STATS_PAUSE
+            log.warning("could not record statistics for /stats; not trying again for %.0f s: %s", STATS_PAUSE, exc)
 
     def search(self, query: str, k: int = MAX_LIST) -> list[Hit]:
         return self.index.search(clean_question(query), k)

@@ -60,6 +60,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX feedback_unhelpful ON feedback (unhelpful) WHERE unhelpful > 0;
     """,
+    """
+    CREATE TABLE announced (
+        article_id TEXT PRIMARY KEY       -- subscribers were told of it, or it was there before the first start
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('announced_baseline', 'pending');
+    """,
 )
 
 
@@ -276,14 +286,38 @@ class Store:
 
         Returns how many were newly queued.
         """
+        return self.announce((), deliveries)
+
+    def announce(self, article_ids: Sequence[str], deliveries: Iterable[tuple[int, str]]) -> int:
+        """Record articles as announced and queue their deliveries, in one transaction: both or neither.
+
+        Returns how many deliveries were newly queued.
+        """
         now = time.time()
         with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO announced (article_id) VALUES (?)", ((i,) for i in article_ids))
             before = db.total_changes
             db.executemany(
                 "INSERT OR IGNORE INTO deliveries (chat_id, article_id, queued) VALUES (?, ?, ?)",
                 ((chat_id, article_id, now) for chat_id, article_id in deliveries),
             )
             return db.total_changes - before
+
+    def unannounced(self, article_ids: Iterable[str]) -> list[str]:
+        """The ids subscribers were never told about, in the order given.
+
+        The first call on a new database records every id as announced and returns none: what
+        the knowledge base holds before the bot's first start is not news.
+        """
+        ids = list(article_ids)
+        if self._read("SELECT 1 FROM meta WHERE key = 'announced_baseline' AND value = 'pending'"):
+            with self._write() as db:
+                if db.execute("UPDATE meta SET value = 'done' WHERE key = 'announced_baseline' AND value = 'pending'"
+                              ).rowcount:
+                    db.executemany("INSERT OR IGNORE INTO announced (article_id) VALUES (?)", ((i,) for i in ids))
+                    return []
+        known = {row[0] for row in self._read("SELECT article_id FROM announced")}
+        return [i for i in ids if i not in known]
 
     def pending(self) -> dict[int, list[str]]:
         """chat id -> article ids queued and not yet delivered, oldest first."""
