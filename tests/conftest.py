@@ -1,23 +1,31 @@
-"""Shared fixtures: a private copy of the shipped knowledge base, and articles written on demand."""
+"""Shared fixtures: a private copy of the shipped knowledge base, articles written on demand, and the fake
+Bot API server with the bot's settings and running application pointed at it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from telegram.ext import Application
 
 from bot import knowledge
+from bot.config import Settings
 from bot.knowledge import Article
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.driver import ADMIN, RATE_LIMIT, REPO, running
+from tests.fake_telegram import FakeTelegram
 
 # The shipped seed article answers this with exactly this sentence (issue 3).
 SEED_QUESTION = "how many plan items were executed?"
 SEED_SENTENCE = "In total, of the 53 items of the Plan, 18 were executed, and 35 are in the process of execution."
 OFF_TOPIC_QUESTION = "what's the weather in Almaty tomorrow?"
+
+# An article the tests add to the knowledge base (our own words).
+LIBRARY = ("The city council approved the renovation of the central library on Monday. "
+           "Works will cost 40 million tenge and the reading rooms reopen in September. "
+           "The library keeps lending books from a temporary hall during the works.")
 
 
 @pytest.fixture
@@ -46,3 +54,22 @@ def add_article(knowledge_dir: Path) -> Callable[..., Article]:
         return article
 
     return add
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tg: FakeTelegram, knowledge_dir: Path, tmp_path: Path) -> Settings:
+    return Settings(token=tg.token, base_url=tg.base_url, knowledge_dir=knowledge_dir,
+                    database_path=tmp_path / "data" / "bot.sqlite3", admin_ids=frozenset({ADMIN}),
+                    user_rate_limit=RATE_LIMIT)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Application]:  # type: ignore[type-arg]
+    async with running(settings) as application:
+        yield application

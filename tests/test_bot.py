@@ -7,95 +7,30 @@ to it only through the fake server (users' updates in, the bot's API calls out),
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from telegram.ext import Application
 
 from bot.answer import Alternative, Answer
-from bot.app import ALLOWED_UPDATES, build_application, webhook_options
+from bot.app import webhook_options
 from bot.config import Settings
-from bot.handlers import ADMINS_ONLY, GONE, GROUP_ADMINS_ONLY, SERVICE, SLOW_DOWN, SORRY, answer_keyboard
+from bot.handlers import ADMINS_ONLY, GONE, GROUP_ADMINS_ONLY, SLOW_DOWN, SORRY, answer_keyboard
 from bot.knowledge import Article, FaqEntry
-from bot.service import Service, callback_key
-from tests.conftest import OFF_TOPIC_QUESTION, REPO, SEED_QUESTION, SEED_SENTENCE, make_article
+from bot.service import callback_key
+from tests.conftest import LIBRARY, OFF_TOPIC_QUESTION, SEED_QUESTION, SEED_SENTENCE, make_article
+from tests.driver import ADMIN, RATE_LIMIT, REAL_LOOKING_TOKEN, USER, reply, run_env, running, say, service, until
 from tests.fake_telegram import BOT_ID, BOT_USERNAME, FakeTelegram
 
-ADMIN = 9001
-USER = 1001
-RATE_LIMIT = 5
 SEED_PUBLISHER = "Government of the Republic of Kazakhstan"
-
-LIBRARY = ("The city council approved the renovation of the central library on Monday. "
-           "Works will cost 40 million tenge and the reading rooms reopen in September. "
-           "The library keeps lending books from a temporary hall during the works.")
 LIBRARY_HOURS = ("The central library extends its opening hours for students. "
                  "Reading rooms stay open until midnight during the exam weeks in June.")
 PARK = ("A new city park opens next to the river. "
         "The park has a library kiosk, playgrounds and a running track.")
 
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def settings(tg: FakeTelegram, knowledge_dir: Path, tmp_path: Path) -> Settings:
-    return Settings(token=tg.token, base_url=tg.base_url, knowledge_dir=knowledge_dir,
-                    database_path=tmp_path / "data" / "bot.sqlite3", admin_ids=frozenset({ADMIN}),
-                    user_rate_limit=RATE_LIMIT)
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Application]:  # type: ignore[type-arg]
-    """Start and stop the application in the order `Application.run_polling` uses."""
-    application = build_application(settings)
-    await application.initialize()
-    try:
-        assert application.post_init is not None and application.updater is not None
-        await application.post_init(application)
-        await application.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES)
-        await application.start()
-        try:
-            yield application
-        finally:
-            await application.updater.stop()
-            await application.stop()
-    finally:
-        await application.shutdown()
-        assert application.post_shutdown is not None
-        await application.post_shutdown(application)
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Application]:  # type: ignore[type-arg]
-    async with running(settings) as application:
-        yield application
-
-
-def service(application: Application) -> Service:  # type: ignore[type-arg]
-    return application.bot_data[SERVICE]  # type: ignore[no-any-return]
-
-
-async def reply(tg: FakeTelegram, chat_id: int = USER, contains: str = "", timeout: float = 10) -> dict[str, Any]:
-    """The next message the bot sent to this chat (containing `contains`)."""
-    return await tg.wait_for("sendMessage", lambda p: p["chat_id"] == chat_id and contains in p["text"],
-                             timeout=timeout)
-
-
-async def say(tg: FakeTelegram, text: str, chat_id: int = USER, user_id: int | None = None,
-              **kwargs: Any) -> dict[str, Any]:
-    tg.push_message(text, chat_id=chat_id, user_id=chat_id if user_id is None else user_id, **kwargs)
-    return await reply(tg, chat_id)
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -104,13 +39,6 @@ def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 def data_of(message: dict[str, Any], prefix: str) -> list[str]:
     return [b["callback_data"] for b in buttons(message) if b.get("callback_data", "").startswith(prefix)]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def answered_callback(tg: FakeTelegram) -> dict[str, Any]:
@@ -440,20 +368,11 @@ def test_webhook_mode_always_checks_a_secret_token(settings: Settings) -> None:
 
 # --- the real command ---------------------------------------------------------------------------
 
-REAL_LOOKING_TOKEN = f"{BOT_ID}:AAH{'x' * 32}"
-
-
-def _run_env(tg: FakeTelegram, knowledge_dir: Path, tmp_path: Path, token: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_BASE_URL": tg.base_url,
-            "KNOWLEDGE_DIR": str(knowledge_dir), "DATABASE_PATH": str(tmp_path / "db" / "bot.sqlite3"),
-            "ADMIN_IDS": str(ADMIN), "LOG_LEVEL": "DEBUG"}
-
-
 async def test_python_m_bot_run_answers_and_stops_cleanly(knowledge_dir: Path, tmp_path: Path) -> None:
     """What the Dockerfile runs: configuration from the environment, long polling, a clean stop on SIGTERM."""
     async with FakeTelegram(token=REAL_LOOKING_TOKEN) as tg:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=tmp_path, env=_run_env(tg, knowledge_dir, tmp_path, tg.token),
+            sys.executable, "-m", "bot", "run", cwd=tmp_path, env=run_env(tg, knowledge_dir, tmp_path, tg.token),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         try:
@@ -474,7 +393,7 @@ async def test_python_m_bot_run_with_a_refused_token_explains(knowledge_dir: Pat
     wrong = f"{BOT_ID}:AAH{'y' * 32}"
     async with FakeTelegram(token=REAL_LOOKING_TOKEN) as tg:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=tmp_path, env=_run_env(tg, knowledge_dir, tmp_path, wrong),
+            sys.executable, "-m", "bot", "run", cwd=tmp_path, env=run_env(tg, knowledge_dir, tmp_path, wrong),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         _, stderr = await asyncio.wait_for(process.communicate(), 60)

@@ -17,12 +17,6 @@ from tests.fake_telegram import BOT_USERNAME, FakeTelegram
 
 
 @pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 async def bot(tg: FakeTelegram) -> AsyncIterator[telegram.Bot]:
     async with telegram.Bot(tg.token, base_url=tg.base_url, base_file_url=tg.base_file_url) as client:
         yield client

@@ -19,7 +19,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,24 +29,12 @@ from bot.config import Settings
 from bot.handlers import SORRY
 from bot.knowledge import Article
 from bot.store import Store, StoreError
-from tests.conftest import REPO, SEED_QUESTION, SEED_SENTENCE, make_article
+from tests.conftest import LIBRARY, REPO, SEED_QUESTION, SEED_SENTENCE, make_article
+from tests.driver import ADMIN, REAL_LOOKING_TOKEN, reply, run_env, running, say, service, until
 from tests.fake_telegram import FakeTelegram, utf16_length
-from tests.test_bot import ADMIN, LIBRARY, REAL_LOOKING_TOKEN, _run_env, reply, running, say, service, until
 
 LIBRARY_QUESTION = "when do the library reading rooms reopen?"
 LIBRARY_TITLE = "Library renovation approved"
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def settings(tg: FakeTelegram, knowledge_dir: Path, tmp_path: Path) -> Settings:
-    return Settings(token=tg.token, base_url=tg.base_url, knowledge_dir=knowledge_dir,
-                    database_path=tmp_path / "data" / "bot.sqlite3", admin_ids=frozenset({ADMIN}), user_rate_limit=5)
 
 
 def _files(knowledge_dir: Path) -> dict[str, bytes]:
@@ -114,7 +102,7 @@ def test_sigkill_during_a_build_leaves_every_file_old_or_new_and_check_passes(tm
 # --- SIGKILL in the middle of a /reload of `python -m bot run` --------------------------------
 
 async def _start_bot(tg: FakeTelegram, knowledge_dir: Path, tmp_path: Path) -> asyncio.subprocess.Process:
-    env = {**_run_env(tg, knowledge_dir, tmp_path, tg.token), "LOG_LEVEL": "INFO"}
+    env = {**run_env(tg, knowledge_dir, tmp_path, tg.token), "LOG_LEVEL": "INFO"}
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 

@@ -31,8 +31,8 @@ from bot.knowledge import Article, FaqEntry
 from bot.service import Service
 from bot.store import Store
 from tests.conftest import REPO
+from tests.driver import ADMIN, running
 from tests.fake_telegram import BOT_USERNAME, FakeTelegram, _check_keyboard, utf16_length, visible_text
-from tests.test_bot import ADMIN, running
 
 # --- a knowledge base that tries everything a Telegram message can choke on ---------------------
 

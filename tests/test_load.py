@@ -22,8 +22,8 @@ import pytest
 
 from bot.handlers import SORRY
 from tests.conftest import OFF_TOPIC_QUESTION, SEED_QUESTION, SEED_SENTENCE
+from tests.driver import ADMIN, REAL_LOOKING_TOKEN, run_env
 from tests.fake_telegram import FakeTelegram
-from tests.test_bot import ADMIN, REAL_LOOKING_TOKEN, _run_env
 
 pytestmark = pytest.mark.load
 
@@ -81,7 +81,7 @@ async def test_fifty_users_ten_thousand_messages_no_error_no_lost_reply(
 ) -> None:
     latencies: list[float] = []
     async with _Timed(REAL_LOOKING_TOKEN) as tg:
-        env = {**_run_env(tg, knowledge_dir, tmp_path, tg.token), "USER_RATE_LIMIT": "0", "LOG_LEVEL": "INFO"}
+        env = {**run_env(tg, knowledge_dir, tmp_path, tg.token), "USER_RATE_LIMIT": "0", "LOG_LEVEL": "INFO"}
         bot = await asyncio.create_subprocess_exec(sys.executable, "-c", _BOT, cwd=tmp_path, env=env,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:

@@ -58,12 +58,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 async def bot(tg: FakeTelegram) -> AsyncIterator[telegram.Bot]:
     request = HTTPXRequest(connection_pool_size=32, read_timeout=2)
     async with telegram.Bot(tg.token, base_url=tg.base_url, request=request) as client:

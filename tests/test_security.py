@@ -18,30 +18,13 @@ import aiohttp
 import pytest
 from telegram.ext import Application
 
-from bot.config import Settings
 from bot.handlers import ADMINS_ONLY, SLOW_DOWN, SORRY
 from tests.conftest import SEED_QUESTION, SEED_SENTENCE
+from tests.driver import ADMIN, RATE_LIMIT, REAL_LOOKING_TOKEN, USER, reply, run_env, say, service
 from tests.fake_telegram import BOT_USERNAME, FakeTelegram
-from tests.test_bot import ADMIN, REAL_LOOKING_TOKEN, USER, _run_env, reply, running, say, service
 from tests.test_fuzz import files_touched, not_code
 
-RATE_LIMIT = 5
 ANONYMOUS_ADMIN_BOT = 1087968824   # the user Telegram puts in `from` when a group admin posts as the group
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-async def app(tg: FakeTelegram, knowledge_dir: Path, tmp_path: Path) -> AsyncIterator[Application]:  # type: ignore[type-arg]
-    settings = Settings(token=tg.token, base_url=tg.base_url, knowledge_dir=knowledge_dir,
-                        database_path=tmp_path / "bot.sqlite3", admin_ids=frozenset({ADMIN}),
-                        user_rate_limit=RATE_LIMIT)
-    async with running(settings) as application:
-        yield application
 
 
 # --- admins are numeric ids from ADMIN_IDS, in private chats and in groups ------------------------
@@ -125,7 +108,7 @@ async def _bot(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[Path]:
 
 async def test_the_token_never_appears_in_logs_errors_or_replies(knowledge_dir: Path, tmp_path: Path) -> None:
     token, secret = REAL_LOOKING_TOKEN, REAL_LOOKING_TOKEN.split(":")[1]
-    async with FakeTelegram(token=token) as tg, _bot(tmp_path, _run_env(tg, knowledge_dir, tmp_path, token)) as log:
+    async with FakeTelegram(token=token) as tg, _bot(tmp_path, run_env(tg, knowledge_dir, tmp_path, token)) as log:
         tg.push_message(SEED_QUESTION)
         await reply(tg, timeout=60)
         # Errors raised inside handlers whose messages carry the token, and Telegram unreachable meanwhile.
@@ -173,7 +156,7 @@ async def test_webhook_mode_rejects_updates_without_the_secret_token(
     port = _free_port()
     url = f"http://127.0.0.1:{port}/telegram/hook"
     async with FakeTelegram(token=REAL_LOOKING_TOKEN) as tg:
-        env = {**_run_env(tg, knowledge_dir, tmp_path, tg.token), "WEBHOOK_URL": url,
+        env = {**run_env(tg, knowledge_dir, tmp_path, tg.token), "WEBHOOK_URL": url,
                "WEBHOOK_LISTEN": "127.0.0.1", "WEBHOOK_PORT": str(port)}
         if configured:
             env["WEBHOOK_SECRET"] = configured
