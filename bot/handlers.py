@@ -19,6 +19,7 @@ from typing import cast
 
 from telegram import (
     Bot,
+    Chat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
@@ -298,23 +299,31 @@ async def on_inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 # --- subscriptions -----------------------------------------------------------------
 
+def group_admins_only(callback: Callback) -> Callback:
+    """A chat's subscriptions are its own to change: in groups only its admins may."""
+
+    @functools.wraps(callback)
+    async def guarded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        if not await _may_change_subscriptions(update, context):
+            await message.reply_text(GROUP_ADMINS_ONLY)
+            return
+        await callback(update, context)
+
+    return guarded
+
+
+@group_admins_only
 async def subscribe(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
-        return
-    if not await _may_change_subscriptions(update, context):
-        await message.reply_text(GROUP_ADMINS_ONLY)
-        return
+    message, chat = cast(Message, update.effective_message), cast(Chat, update.effective_chat)
     await message.reply_text(service_of(context).subscribe(chat.id, " ".join(context.args or [])))
 
 
+@group_admins_only
 async def unsubscribe(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
-        return
-    if not await _may_change_subscriptions(update, context):
-        await message.reply_text(GROUP_ADMINS_ONLY)
-        return
+    message, chat = cast(Message, update.effective_message), cast(Chat, update.effective_chat)
     removed = service_of(context).store.unsubscribe(chat.id)
     await message.reply_text(
         f"Unsubscribed: this chat will get no more new articles ({removed} subscription(s) removed)."
