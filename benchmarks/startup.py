@@ -1,0 +1,189 @@
+"""Start-up, reload and memory (issue 5, items 3 and 4), each size in a fresh process.
+
+The knowledge base is written as the builder leaves it (one YAML file per
+article), then a new Python process starts the bot's core the way `python -m bot
+run` does (imports python-telegram-bot and the bot, opens the store, loads
+`Service`) and answers one question: the wall time from spawning the process to
+that answer is the start-up time, and its peak RSS the memory figure.
+
+The process (`benchmarks.startup_child`) then reloads twice, as /reload does: once with nothing changed
+(the service's cache of unchanged files), once after one article was edited (a
+real rebuild). While each reload runs, a 1 ms ticker task measures the worst
+event-loop stall and a question is answered every 10 ms; the same is measured
+with no reload running, as the baseline.
+
+Baseline process: a plain BM25 bot (the same YAML reader, then bm25s over title
+and body, `bot.evaluation.evaluate_bm25`), also started fresh.
+
+    python -m benchmarks.startup [--quick] [--shared ../shared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import workloads
+from benchmarks.report import Figure, Section, faster, ms, render, share, size_label, table
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = (10_000, 100_000)
+QUICK_SIZES = (200, 1_000)
+START_GOAL = 3.0  # seconds, at 10k
+STALL_GOAL = 0.100  # seconds
+RSS_GOAL_MB = 1024  # at 100k
+IDLE_SECONDS = 2.0  # at least this long with no reload running, for the baseline
+CHILD_TIMEOUT = 900
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started:
+    """One fresh process: seconds from spawn to each event, and what it reported."""
+
+    events: dict[str, dict[str, Any]]
+    spawned: float
+
+    def at(self, event: str) -> float:
+        return self.events[event]["at"] - self.spawned
+
+    def __getitem__(self, event: str) -> dict[str, Any]:
+        return self.events[event]
+
+
+def spawn(mode: str, knowledge_dir: Path, questions_file: Path, database: Path, idle_seconds: float) -> Started:
+    command = [sys.executable, "-m", "benchmarks.startup_child", mode, str(knowledge_dir), str(questions_file),
+               str(database), str(idle_seconds)]
+    spawned = time.time()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+    events = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            data = json.loads(line)
+            events[data["event"]] = data
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} process failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+    return Started(events, spawned)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SizeResult:
+    size: int
+    write_seconds: float
+    ours: Started
+    plain: Started
+
+
+def measure(size: int, shared: Path, scratch: Path, idle_seconds: float) -> SizeResult:
+    load = workloads.workload(size, shared)
+    knowledge_dir = scratch / f"knowledge-{size}"
+    started = time.perf_counter()
+    workloads.write_knowledge(load.kb, knowledge_dir)
+    write_seconds = time.perf_counter() - started
+    questions_file = scratch / f"questions-{size}.json"
+    questions_file.write_text(json.dumps([q.question for q in load.questions[:200]]), encoding="utf-8")
+    ours = spawn("ours", knowledge_dir, questions_file, scratch / f"ours-{size}.sqlite3", idle_seconds)
+    plain = spawn("plain", knowledge_dir, questions_file, scratch / f"plain-{size}.sqlite3", idle_seconds)
+    return SizeResult(size, write_seconds, ours, plain)
+
+
+def figures(r: SizeResult) -> list[Figure]:
+    label = f"{size_label(r.size)} articles"
+    goal_size = r.size == 10_000
+    start, plain_start = r.ours.at("first answer"), r.plain.at("first answer")
+    reloaded = r.ours["reloaded"]
+    idle, same, edited = reloaded["idle"], reloaded["unchanged"], reloaded["edited"]
+    stall = max(same["worst_stall"], edited["worst_stall"])
+    rss, plain_rss = r.ours["first answer"]["rss_mb"], r.plain["first answer"]["rss_mb"]
+    rss_goal = r.size == 100_000
+    return [
+        Figure(f"start to first answer, {label}", f"{start:.1f} s", f"plain BM25 bot {plain_start:.1f} s",
+               f"{start / plain_start:.1f}x the time" if plain_start else "-",
+               f"< {START_GOAL:.0f} s" if goal_size else "", start < START_GOAL if goal_size else None),
+        Figure(f"/reload, one article edited, {label}", f"{edited['seconds']:.1f} s",
+               f"our cold start {start:.1f} s", faster(start, edited["seconds"]),
+               f"< {START_GOAL:.0f} s" if goal_size else "", edited["seconds"] < START_GOAL if goal_size else None),
+        Figure(f"/reload, nothing changed, {label}", f"{same['seconds']:.2f} s",
+               f"our cold start {start:.1f} s", faster(start, same["seconds"]),
+               f"< {START_GOAL:.0f} s" if goal_size else "", same["seconds"] < START_GOAL if goal_size else None),
+        Figure(f"worst event-loop stall during either /reload, {label}", ms(stall),
+               f"no reload running {ms(idle['worst_stall'])}", f"+{ms(stall - idle['worst_stall'])}",
+               f"< {ms(STALL_GOAL)}", stall < STALL_GOAL),
+        Figure(f"p99 answer latency during /reload (edited), {label}", ms(edited["p99"]),
+               f"no reload running {ms(idle['p99'])}", f"{edited['p99'] / idle['p99']:.1f}x" if idle["p99"] else "-"),
+        Figure(f"peak RSS, {label} loaded", f"{rss:,.0f} MB", f"plain BM25 bot {plain_rss:,.0f} MB",
+               share(rss, plain_rss), f"< {RSS_GOAL_MB:,} MB" if rss_goal else "",
+               rss < RSS_GOAL_MB if rss_goal else None),
+        Figure(f"peak RSS after the reloads (old and new index alive at the swap), {label}",
+               f"{reloaded['rss_mb']:,.0f} MB", f"plain BM25 bot {plain_rss:,.0f} MB",
+               share(reloaded["rss_mb"], plain_rss),
+               f"< {RSS_GOAL_MB:,} MB" if rss_goal else "", reloaded["rss_mb"] < RSS_GOAL_MB if rss_goal else None),
+    ]
+
+
+def detail(results: list[SizeResult]) -> str:
+    rows = []
+    for r in results:
+        for name, run in (("ours", r.ours), ("plain BM25 bot", r.plain)):
+            rows.append((size_label(r.size), name, f"{run.at('interpreter'):.2f}",
+                         f"{run.at('imported') - run.at('interpreter'):.2f}", f"{run['loaded']['seconds']:.2f}",
+                         f"{run.at('first answer'):.2f}", f"{run['first answer']['rss_mb']:,.0f}"))
+    timing = table(("articles", "process", "interpreter s", "imports s", "load (YAML read + index) s",
+                    "start to first answer s", "peak RSS MB"), rows)
+    rows = []
+    for r in results:
+        reloaded = r.ours["reloaded"]
+        for name in ("idle", "unchanged", "edited"):
+            w = reloaded[name]
+            rows.append((size_label(r.size), {"idle": "no reload (baseline)", "unchanged": "reload, nothing changed",
+                                               "edited": "reload, one article edited"}[name],
+                         f"{w['seconds']:.2f}", ms(w["worst_stall"]), w["answers"], ms(w["p50"]), ms(w["p99"]),
+                         w["full_collections"], ms(w["longest_collection"])))
+    reloads = table(("articles", "while", "seconds", "worst loop stall", "answers", "answer p50", "answer p99",
+                     "full GC passes", "longest GC pass"), rows)
+    return timing + "\n\n" + reloads
+
+
+def run(shared: Path, quick: bool = False) -> Section:
+    section = Section("startup", "3-4. Start-up, reload and memory (each size in a fresh process)")
+    sizes = QUICK_SIZES if quick else SIZES
+    idle_seconds = 0.3 if quick else IDLE_SECONDS
+    results = []
+    with tempfile.TemporaryDirectory(prefix="startup-bench-") as scratch:
+        for size in sizes:
+            print(f"  startup: {size_label(size)} articles ...", flush=True)
+            results.append(measure(size, shared, Path(scratch), idle_seconds))
+    for result in results:
+        section.figures += figures(result)
+    section.details.append(detail(results))
+    section.notes.append("Writing the YAML files (setup, not timed as start-up): " + "; ".join(
+        f"{size_label(r.size)} {r.write_seconds:.1f} s" for r in results))
+    section.notes.append("Start-up is wall time from spawning `python` to the first reply text; the OS file cache is "
+                         "warm (the files were just written). The service keeps no derived cache across restarts, so "
+                         "every start is cold; /reload reuses the articles parsed from unchanged files.")
+    note = workloads.absent_note(shared)
+    if note:
+        section.notes.insert(0, note)
+    return section
+
+
+def main(argv: list[str] | None = None) -> Section:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny knowledge bases")
+    parser.add_argument("--shared", type=Path, default=workloads.DEFAULT_SHARED)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    section = run(args.shared, args.quick)
+    section.seconds = time.perf_counter() - started
+    print(render(section))
+    return section
+
+
+if __name__ == "__main__":
+    main()
