@@ -18,7 +18,6 @@ knowledge base, so "at least as accurate as BM25" can be read off the same table
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 from rapidfuzz import fuzz, process, utils
 
 from benchmarks import workloads
-from benchmarks.report import Figure, Section, difference, faster, median, ms, percentile, render, size_label, table
+from benchmarks.report import Figure, Section, difference, faster, median, ms, percentile, size_label, table
 from bot.evaluation import Question, Scores, evaluate_answerer, evaluate_bm25
 from bot.knowledge import KnowledgeBase
 from bot.search import Index
@@ -139,22 +138,13 @@ def run(shared: Path, quick: bool = False) -> Section:
     section.notes.append("Speed-up is median against median; each method answers the same questions one at a time "
                          "(the fuzzy scan only the first few, as it is slow). The issue sets its latency goals at "
                          "10k and 100k; smaller sizes are shown without one.")
-    note = workloads.absent_note(shared)
-    if note:
-        section.notes.insert(0, note)
-    return section
+    return workloads.note_absent(section, shared)
 
 
 def main(argv: list[str] | None = None) -> Section:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny knowledge bases, a few questions")
-    parser.add_argument("--shared", type=Path, default=workloads.DEFAULT_SHARED)
+    parser = workloads.section_arguments(__doc__, "tiny knowledge bases, a few questions")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    section = run(args.shared, args.quick)
-    section.seconds = time.perf_counter() - started
-    print(render(section))
-    return section
+    return workloads.run_alone(run, args.shared, args.quick)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ and body, `bot.evaluation.evaluate_bm25`), also started fresh.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import workloads
-from benchmarks.report import Figure, Section, faster, ms, render, share, size_label, table
+from benchmarks.report import Figure, Section, faster, ms, share, size_label, table
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (10_000, 100_000)
@@ -167,22 +166,13 @@ def run(shared: Path, quick: bool = False) -> Section:
     section.notes.append("Start-up is wall time from spawning `python` to the first reply text; the OS file cache is "
                          "warm (the files were just written). The service keeps no derived cache across restarts, so "
                          "every start is cold; /reload reuses the articles parsed from unchanged files.")
-    note = workloads.absent_note(shared)
-    if note:
-        section.notes.insert(0, note)
-    return section
+    return workloads.note_absent(section, shared)
 
 
 def main(argv: list[str] | None = None) -> Section:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny knowledge bases")
-    parser.add_argument("--shared", type=Path, default=workloads.DEFAULT_SHARED)
+    parser = workloads.section_arguments(__doc__, "tiny knowledge bases")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    section = run(args.shared, args.quick)
-    section.seconds = time.perf_counter() - started
-    print(render(section))
-    return section
+    return workloads.run_alone(run, args.shared, args.quick)
 
 
 if __name__ == "__main__":

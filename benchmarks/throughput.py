@@ -38,7 +38,7 @@ from typing import Any
 from unittest import mock
 
 from benchmarks import workloads
-from benchmarks.report import Figure, Section, median, ms, percentile, render, share, size_label, table
+from benchmarks.report import Figure, Section, median, ms, percentile, share, size_label, table
 from tests.fake_telegram import FakeTelegram
 
 REPO = Path(__file__).resolve().parents[1]
@@ -295,16 +295,11 @@ def run(shared: Path, quick: bool = False) -> Section:
     section.notes.append("Our bot runs with the per-user question limit off (USER_RATE_LIMIT=0): simulated users "
                          "ask far faster than people do. CPU columns: the bot's process, and this process (the "
                          "fake server and the users), per reply; a bot near 1 core is the bottleneck.")
-    note = workloads.absent_note(shared)
-    if note:
-        section.notes.insert(0, note)
-    return section
+    return workloads.note_absent(section, shared)
 
 
 def main(argv: list[str] | None = None) -> Section | None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny knowledge base, one short round per level")
-    parser.add_argument("--shared", type=Path, default=workloads.DEFAULT_SHARED)
+    parser = workloads.section_arguments(__doc__, "a tiny knowledge base, one short round per level")
     parser.add_argument("--serve", choices=tuple(BOTS), help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -314,11 +309,7 @@ def main(argv: list[str] | None = None) -> Section | None:
     if args.serve:
         serve(args.serve, args.base_url, args.token, args.knowledge, args.database)
         return None
-    started = time.perf_counter()
-    section = run(args.shared, args.quick)
-    section.seconds = time.perf_counter() - started
-    print(render(section))
-    return section
+    return workloads.run_alone(run, args.shared, args.quick)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,17 @@ figure printed from them says so: timings still mean something, accuracy does no
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.report import Section, render
 from bot.evaluation import Question
 from bot.ingest import title_from_body
 from bot.knowledge import Article, KnowledgeBase, article_path, dump_yaml, write_atomic
@@ -151,6 +154,31 @@ def absent_note(shared: Path) -> str | None:
         return None
     return (f"NOTE: {rtqa_dir(shared)} is absent, so these knowledge bases are synthetic pseudo-word text: "
             "the timings hold, the accuracy figures mean nothing.")
+
+
+def note_absent(section: Section, shared: Path) -> Section:
+    """Put the missing-data warning first in the section's notes, where nobody can miss it."""
+    note = absent_note(shared)
+    if note:
+        section.notes.insert(0, note)
+    return section
+
+
+def section_arguments(doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every section takes when run on its own (`python -m benchmarks.NAME`)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    return parser
+
+
+def run_alone(run: Callable[[Path, bool], Section], shared: Path, quick: bool) -> Section:
+    """Run one section, time it and print its table."""
+    started = time.perf_counter()
+    section = run(shared, quick)
+    section.seconds = time.perf_counter() - started
+    print(render(section))
+    return section
 
 
 def write_knowledge(kb: KnowledgeBase, directory: Path) -> Path:
