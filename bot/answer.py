@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.knowledge import Article, FaqEntry
+from bot.knowledge import Article, FaqEntry, web_url
 from bot.search import FOUND, SURE, Hit, Index
+from bot.text import telegram_length
 
 __all__ = [
     "Alternative", "Answer", "answer_question", "article_html", "display_title", "hits_html",
@@ -112,21 +113,16 @@ def answer_question(index: Index, question: str) -> Answer:
 # --- rendering -------------------------------------------------------------------
 
 
-def _units(value: str) -> int:
-    """Length as Telegram counts it: UTF-16 code units."""
-    return len(value.encode("utf-16-le")) // 2
-
-
 def _clip(value: str, limit: int, html_mode: bool = True) -> str:
     """`value` on one line, escaped in HTML mode, cut at a word boundary so that it fits `limit`."""
     escape = html.escape if html_mode else str
     value = " ".join(value.split())
-    if _units(escape(value)) <= limit:
+    if telegram_length(escape(value)) <= limit:
         return escape(value)
     low, high = 0, len(value)
     while low < high:  # the longest prefix whose escaped form, plus an ellipsis, fits
         middle = (low + high + 1) // 2
-        if _units(escape(value[:middle])) + 1 <= limit:
+        if telegram_length(escape(value[:middle])) + 1 <= limit:
             low = middle
         else:
             high = middle - 1
@@ -134,13 +130,6 @@ def _clip(value: str, limit: int, html_mode: bool = True) -> str:
     if " " in cut[len(cut) // 2 :]:
         cut = cut[: cut.rindex(" ")]
     return escape(cut.rstrip()) + "…"
-
-
-def _safe_url(url: str | None) -> str | None:
-    """Only plain http(s) links of sane length: anything else is not shown as a link."""
-    if not url or len(url) > 1024 or any(c.isspace() for c in url):
-        return None
-    return url if url.lower().startswith(("http://", "https://")) else None
 
 
 def _date(published: dt.date | None) -> str:
@@ -165,7 +154,7 @@ def _card(article: Article, sentences: Sequence[str], summary: str | None, html_
     if byline:
         clipped = _clip(byline, 200, html_mode)
         parts.append(f"<i>{clipped}</i>" if html_mode else clipped)
-    url = _safe_url(article.url)
+    url = web_url(article.url)
     if url:
         parts.append(f'<a href="{html.escape(url, quote=True)}">Source</a>' if html_mode else f"Source: {url}")
     return parts
@@ -192,7 +181,7 @@ def _render(answer: Answer, html_mode: bool) -> str:
     if answer.faq is not None:
         parts = [_clip(answer.faq.answer, 3000, html_mode)]
         for link in answer.faq.links[:5]:
-            url = _safe_url(link)
+            url = web_url(link)
             if url:
                 parts.append(f'<a href="{html.escape(url, quote=True)}">{_clip(url, 150)}</a>' if html_mode else url)
         return "\n".join(parts)
@@ -225,16 +214,16 @@ def article_html(article: Article, sentences: Sequence[str] = ()) -> str:
 def hits_html(title: str, hits: Sequence[Hit]) -> str:
     """A short list (title, date, link) for /search and /latest, cut to fit one message."""
     lines = [f"<b>{_clip(title, 200)}</b>"]
-    used = _units(lines[0])
+    used = telegram_length(lines[0])
     for number, hit in enumerate(hits, start=1):
         name = _clip(display_title(hit.article), 200)
-        url = _safe_url(hit.article.url)
+        url = web_url(hit.article.url)
         line = f'{number}. <a href="{html.escape(url, quote=True)}">{name}</a>' if url else f"{number}. {name}"
         date = _date(hit.article.published)
         if date:
             line += f" · {date}"
-        if used + 1 + _units(line) > TELEGRAM_LIMIT:
+        if used + 1 + telegram_length(line) > TELEGRAM_LIMIT:
             break
         lines.append(line)
-        used += 1 + _units(line)
+        used += 1 + telegram_length(line)
     return "\n".join(lines)

@@ -36,7 +36,7 @@ from telegram.ext import ContextTypes
 from bot import notify
 from bot.answer import ALTERNATIVES, Answer, article_html, hits_html, render_html
 from bot.config import Settings
-from bot.knowledge import Article
+from bot.knowledge import Article, web_url
 from bot.search import Hit
 from bot.service import (
     EMPTY_QUESTION,
@@ -83,20 +83,13 @@ def _short(text: str, limit: int = BUTTON_TITLE) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _url_ok(url: str | None) -> bool:
-    """Telegram refuses the whole message for a bad button URL, so only plain http(s) links get one."""
-    return (url is not None and len(url) <= 1024 and url.lower().startswith(("https://", "http://"))
-            and not any(ch.isspace() for ch in url))
-
-
 def article_button(article_id: str, title: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(_short(title), callback_data=f"a:{callback_key(article_id)}")
 
 
 def source_row(article: Article | None) -> list[InlineKeyboardButton]:
-    if article is None or not _url_ok(article.url):
-        return []
-    return [InlineKeyboardButton("Read at the source", url=article.url)]
+    url = web_url(article.url) if article is not None else None
+    return [InlineKeyboardButton("Read at the source", url=url)] if url else []
 
 
 def answer_keyboard(answer: Answer) -> InlineKeyboardMarkup:

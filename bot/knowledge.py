@@ -9,6 +9,7 @@ so that an editor can jump straight to it.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
 import reprlib
 import stat
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -26,6 +28,23 @@ SafeDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 ARTICLES_DIR = "articles"
 FAQ_FILE = "faq.yaml"
 MAX_FILE_BYTES = 5 * 1024 * 1024  # a hand-edited article is never this big; a runaway file is refused
+
+
+MAX_URL = 1000  # characters once HTML-escaped, so that a link always fits in a message beside its text
+
+
+def web_url(value: object) -> str | None:
+    """An absolute http(s) link, or None: a relative, made-up or hostile (javascript:, tg:) link is worse than none."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or any(ch.isspace() for ch in value) or len(html.escape(value)) > MAX_URL:
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ in the host
+        return None
+    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 
 
 @dataclass(frozen=True, slots=True)

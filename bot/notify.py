@@ -19,7 +19,6 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 import telegram
 from aiolimiter import AsyncLimiter
@@ -28,16 +27,15 @@ from telegram.constants import FloodLimit, MessageLimit, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.knowledge import Article, KnowledgeBase
+from bot.knowledge import Article, KnowledgeBase, web_url
 from bot.store import Store, Subscription
-from bot.text import stem_words, terms, words
+from bot.text import stem_words, telegram_length, terms, words
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = MessageLimit.MAX_TEXT_LENGTH  # 4096
 MAX_TITLE = 300
 MAX_SUMMARY = 1200
-MAX_URL = 1000
 CONCURRENCY = 16  # enough in flight to keep 30 msg/s going at Telegram's ~0.3 s round trip
 ATTEMPTS = 4  # tries for timeouts, network errors and 5xx before leaving a message pending
 MAX_FLOOD_WAITS = 8  # 429s in a row for one message before it is left pending
@@ -83,26 +81,9 @@ def plan(articles: Sequence[Article], subscriptions: Sequence[Subscription]) -> 
 
 # --- how it reads ----------------------------------------------------------
 
-def _utf16(text: str) -> int:
-    """Telegram counts UTF-16 code units; the raw HTML is never shorter than what it shows."""
-    return len(text.encode("utf-16-le")) // 2
-
-
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _safe_url(url: str | None) -> str | None:
-    """Only web links become links: a hostile article cannot smuggle a javascript: or tg: URL."""
-    if not url:
-        return None
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed [ in the host
-        return None
-    return url if parts.scheme in ("http", "https") and parts.netloc and len(html.escape(url)) <= MAX_URL else None
 
 
 def _date(published: dt.date | None) -> str:
@@ -114,13 +95,13 @@ def _card(article: Article) -> str:
     e = html.escape
     head = f"🆕 <b>{e(_clip(article.title, MAX_TITLE))}</b>"
     meta = " · ".join(x for x in (_date(article.published), _clip(article.source or "", 100)) if x)
-    url = _safe_url(article.url)
+    url = web_url(article.url)
     tail = "\n".join(x for x in (e(meta), f'<a href="{e(url)}">Read the article</a>' if url else "") if x)
     limit = MAX_SUMMARY
     while True:
         summary = e(_clip(article.summary, limit)) if limit else ""
         text = "\n\n".join(x for x in (head, summary, tail) if x)
-        if _utf16(text) <= MAX_MESSAGE:
+        if telegram_length(text) <= MAX_MESSAGE:
             return text
         limit //= 2
 
@@ -128,7 +109,7 @@ def _card(article: Article) -> str:
 def _digest_line(article: Article) -> str:
     e = html.escape
     title = e(_clip(article.title, MAX_TITLE))
-    url = _safe_url(article.url)
+    url = web_url(article.url)
     line = f'• <a href="{e(url)}">{title}</a>' if url else f"• {title}"
     date = _date(article.published)
     return f"{line} — {date}" if date else line
@@ -149,15 +130,15 @@ def render_messages(articles: Sequence[Article]) -> list[tuple[tuple[str, ...], 
     messages: list[tuple[tuple[str, ...], str]] = []
     ids: list[str] = []
     lines: list[str] = [header, ""]
-    used = _utf16(header) + 1
+    used = telegram_length(header) + 1
     for article in articles:
         line = _digest_line(article)
-        if ids and used + 1 + _utf16(line) > MAX_MESSAGE:
+        if ids and used + 1 + telegram_length(line) > MAX_MESSAGE:
             messages.append((tuple(ids), "\n".join(lines)))
-            ids, lines, used = [], [_CONTINUED, ""], _utf16(_CONTINUED) + 1
+            ids, lines, used = [], [_CONTINUED, ""], telegram_length(_CONTINUED) + 1
         ids.append(article.id)
         lines.append(line)
-        used += _utf16(line) + 1
+        used += telegram_length(line) + 1
     messages.append((tuple(ids), "\n".join(lines)))
     return messages
 
@@ -172,7 +153,7 @@ def render_notification(articles: Sequence[Article]) -> str:
     shown = list(ids)
     while True:
         tail = f"… and {len(articles) - len(shown)} more: /latest"
-        if _utf16(text) + 1 + _utf16(tail) <= MAX_MESSAGE:
+        if telegram_length(text) + 1 + telegram_length(tail) <= MAX_MESSAGE:
             return f"{text}\n{tail}"
         shown.pop()
         text = text.rsplit("\n", 1)[0]

@@ -133,3 +133,8 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
         if paragraph:
             sentences.extend(s.strip() for s in sentencex.segment(language, paragraph) if s.strip())
     return sentences
+
+
+def telegram_length(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (a lone surrogate from hostile input counts as one)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2

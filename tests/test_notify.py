@@ -132,7 +132,8 @@ def test_digest_of_many_articles_splits_without_losing_any() -> None:
     assert re.search(r"and \d+ more", single)
 
 
-_HOSTILE = st.text(st.one_of(st.characters(), st.sampled_from('&<>"\'\u202e🆕')), min_size=1)
+# Lone surrogates left out: articles come from YAML or the builder, and neither lets one through.
+_HOSTILE = st.text(st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from('&<>"\'\u202e🆕')), min_size=1)
 
 
 @settings(max_examples=60, deadline=None)
