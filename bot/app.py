@@ -28,7 +28,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import handlers, notify
+from bot import handlers, knowledge_cache, notify
 from bot.config import Settings
 from bot.handlers import COMMANDS, SERVICE, SETTINGS
 from bot.service import Service
@@ -94,7 +94,8 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     settings: Settings = application.bot_data[SETTINGS]
     store = Store(settings.database_path)
     try:
-        service = Service(settings.knowledge_dir, store, user_rate_limit=settings.user_rate_limit)
+        service = Service(settings.knowledge_dir, store, user_rate_limit=settings.user_rate_limit,
+                          cache_path=knowledge_cache.beside(settings.database_path))
     except BaseException:
         store.close()
         raise

@@ -104,6 +104,7 @@ _MIN_LANGUAGE_SHARE = 0.05  # a question is read in one of the languages of at l
 _COMMON_ZIPF = 3.0  # wordfreq: at least once per million words
 _EMBED_BATCH = 16384  # words tokenized per call
 _EMBED_ROWS = 4096  # articles embedded per sparse product
+_STEM_CHUNK = 2000  # words stemmed per call: a millisecond or two of holding the GIL
 
 
 # --- embeddings ----------------------------------------------------------------
@@ -302,6 +303,15 @@ def _count_words(articles: Sequence[Article], title_repeats: int) -> _Counts:
     return _Counts(list(vocabulary), total, weighted)
 
 
+def _stem_in_chunks(words: list[str], language: str) -> list[str]:
+    """`text.stem_words`, a few thousand words per call: one call over a whole vocabulary holds the GIL for
+    tens of milliseconds, a stall for the answers a reload must not hold up."""
+    stems: list[str] = []
+    for start in range(0, len(words), _STEM_CHUNK):
+        stems += text.stem_words(words[start : start + _STEM_CHUNK], language)
+    return stems
+
+
 @dataclass(frozen=True, slots=True)
 class _Bm25:
     """Lucene BM25 (bm25s's default formula), precomputed per term and article in one sparse matrix.
@@ -328,7 +338,7 @@ class _Bm25:
             used = np.flatnonzero(np.bincount(found, minlength=weighted.shape[1]))
             stop = text.stopwords(language)
             kept = np.asarray([i for i in used.tolist() if counts.words[i] not in stop], dtype=np.int64)
-            stems = text.stem_words([counts.words[i] for i in kept.tolist()], language)
+            stems = _stem_in_chunks([counts.words[i] for i in kept.tolist()], language)
             terms = np.asarray([vocabulary.setdefault(stem, len(vocabulary)) for stem in stems], dtype=np.int64)
             per_language.append((rows, kept, terms))
         n_docs, n_terms = weighted.shape[0], max(len(vocabulary), 1)

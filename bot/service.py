@@ -24,6 +24,7 @@ from pathlib import Path
 from bot import knowledge
 from bot.answer import Answer, answer_question, render_text
 from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Problem
+from bot.knowledge_cache import ArticleCache, Stamp
 from bot.search import Hit, Index
 from bot.store import Stats, Store, StoreError, normalise_words
 
@@ -124,14 +125,22 @@ class _Loaded:
 
 
 class _FileCache:
-    """Articles parsed from files unchanged since the last read (same size and mtime), so a reload reads only edits."""
+    """Articles parsed from files unchanged since the last read (same size and mtime), so a reload reads only edits.
 
-    def __init__(self) -> None:
-        self._entries: dict[Path, tuple[tuple[int, int], Article]] = {}
+    With an `ArticleCache` the same holds across restarts: a start reads only the files edited since.
+    A file modified within RACY_SECONDS of a scan is not kept across a restart: a second edit in the
+    same tick of the file system's clock, keeping the size, would otherwise go unseen until the next edit.
+    """
+
+    RACY_SECONDS = 2   # the coarsest modification-time granularity in use (FAT)
+
+    def __init__(self, persistent: ArticleCache | None = None) -> None:
+        self._persistent = persistent
+        self._entries: dict[str, tuple[Stamp, Article]] = persistent.load() if persistent else {}   # by str(path)
 
     def scan(self, knowledge_dir: Path) -> tuple[KnowledgeBase, list[Problem]]:
         read_problems: list[Problem] = []
-        entries: dict[Path, tuple[tuple[int, int], Article]] = {}
+        entries: dict[str, tuple[Stamp, Article]] = {}
 
         def articles() -> Iterable[tuple[Path, Article | None]]:
             for path in knowledge.article_paths(knowledge_dir):
@@ -141,17 +150,21 @@ class _FileCache:
                     stamp = (-1, -1)
                 else:
                     stamp = (stat.st_mtime_ns, stat.st_size)
-                cached = self._entries.get(path)
+                key = str(path)
+                cached = self._entries.get(key)
                 if cached is not None and cached[0] == stamp:
                     article: Article | None = cached[1]
                 else:
                     article = knowledge.read_article(path, read_problems)
                 if article is not None and stamp[0] >= 0:
-                    entries[path] = (stamp, article)
+                    entries[key] = (stamp, article)
                 yield path, article
 
         kb, problems = knowledge.scan(knowledge_dir, articles() if knowledge_dir.is_dir() else None)
         self._entries = entries
+        if self._persistent is not None:
+            settled = time.time_ns() - self.RACY_SECONDS * 1_000_000_000
+            self._persistent.save({key: entry for key, entry in entries.items() if entry[0][0] < settled})
         return kb, read_problems + problems
 
 
@@ -182,12 +195,16 @@ def _answering_first() -> Iterator[None]:
 class Service:
     """The knowledge base being served, the answering, the statistics and the limits."""
 
-    def __init__(self, knowledge_dir: Path, store: Store, *, user_rate_limit: int = 0) -> None:
-        """Load the knowledge base now; KnowledgeError lists every problem (then nothing is served)."""
+    def __init__(self, knowledge_dir: Path, store: Store, *, user_rate_limit: int = 0,
+                 cache_path: Path | None = None) -> None:
+        """Load the knowledge base now; KnowledgeError lists every problem (then nothing is served).
+
+        `cache_path` keeps the articles parsed from files across restarts (see `bot.knowledge_cache`).
+        """
         self.knowledge_dir = knowledge_dir
         self.store = store
         self.limiter = RateLimiter(user_rate_limit)
-        self._files = _FileCache()
+        self._files = _FileCache(ArticleCache(cache_path, knowledge_dir) if cache_path else None)
         self._reload_lock = asyncio.Lock()
         self._stats_paused_until = 0.0
         kb, problems = self._files.scan(knowledge_dir)

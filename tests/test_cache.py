@@ -1,0 +1,189 @@
+"""The knowledge-base cache across restarts: a shortcut that never changes what the bot serves."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot import knowledge, knowledge_cache
+from bot.knowledge import Article, KnowledgeError
+from bot.service import Service
+from bot.store import Store
+from tests.conftest import make_article
+
+OLD = time.time_ns() - 3600 * 1_000_000_000   # an hour ago: long settled on any file system
+
+ARTICLES = (
+    make_article("library", "Library renovation approved",
+                 "The city council approved the renovation of the central library. Works start in May.",
+                 topics=("culture", "city")),
+    make_article("bridge", "Bridge closed for repairs",
+                 "The river bridge closes for three weeks. Buses take the northern detour.", published=None,
+                 source=None),
+    make_article("park", "New park opens", "A new park with a playground opened in the east district.",
+                 url=None, language="en"),
+)
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    store = Store(":memory:")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def kb_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "knowledge"
+    for article in ARTICLES:
+        write(directory, article)
+    return directory
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "data" / knowledge_cache.CACHE_FILE
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every YAML article file the bot parses."""
+    paths: list[Path] = []
+    original = knowledge.read_article
+
+    def counting(path: Path, problems: list[knowledge.Problem]) -> Article | None:
+        paths.append(path)
+        return original(path, problems)
+
+    monkeypatch.setattr(knowledge, "read_article", counting)
+    return paths
+
+
+def write(directory: Path, article: Article, mtime_ns: int = OLD) -> Path:
+    path = knowledge.write_article(directory, article)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+    return path
+
+
+def start(kb_dir: Path, store: Store, cache: Path | None) -> Service:
+    return Service(kb_dir, store, cache_path=cache)
+
+
+def test_a_cached_start_serves_exactly_what_a_cold_start_does_without_reading_the_files(
+        kb_dir: Path, cache: Path, store: Store, reads: list[Path]) -> None:
+    cold = start(kb_dir, store, None)
+    start(kb_dir, store, cache)
+    reads.clear()
+    warm = start(kb_dir, store, cache)
+    assert reads == []
+    assert warm.kb == cold.kb == knowledge.load(kb_dir)
+    assert warm.ask("when does the library renovation start?") == cold.ask("when does the library renovation start?")
+
+
+def test_edited_removed_and_added_files_are_picked_up_at_the_next_start(
+        kb_dir: Path, cache: Path, store: Store, reads: list[Path]) -> None:
+    start(kb_dir, store, cache)
+    edited = dataclasses.replace(ARTICLES[0], title="Library renovation postponed")
+    edited_path = write(kb_dir, edited, OLD + 1)
+    knowledge.article_path(kb_dir, "bridge").unlink()
+    added = make_article("market", "Market moves", "The Sunday market moves to the station square.")
+    added_path = write(kb_dir, added)
+    reads.clear()
+    warm = start(kb_dir, store, cache)
+    assert sorted(reads) == sorted([edited_path, added_path])
+    assert warm.kb == knowledge.load(kb_dir)
+    assert warm.kb.articles["library"].title == "Library renovation postponed"
+    assert set(warm.kb.articles) == {"library", "park", "market"}
+
+
+async def test_a_reload_updates_the_cache_for_the_next_start(
+        kb_dir: Path, cache: Path, store: Store, reads: list[Path]) -> None:
+    service = start(kb_dir, store, cache)
+    write(kb_dir, dataclasses.replace(ARTICLES[2], body="The new park in the east district has a pond."), OLD + 1)
+    result = await service.reload()
+    assert result.changes.updated == ("park",)
+    reads.clear()
+    warm = start(kb_dir, store, cache)
+    assert reads == []
+    assert warm.kb == knowledge.load(kb_dir)
+
+
+def test_a_second_edit_in_the_same_clock_tick_is_not_missed(
+        kb_dir: Path, cache: Path, store: Store) -> None:
+    """Same size, same modification time: only a file that changed long enough ago is trusted by its stamp."""
+    now = time.time_ns()
+    path = write(kb_dir, dataclasses.replace(ARTICLES[1], title="Bridge closed on Monday"), now)
+    size = path.stat().st_size
+    start(kb_dir, store, cache)
+    write(kb_dir, dataclasses.replace(ARTICLES[1], title="Bridge opened on Monday"), now)
+    assert (path.stat().st_mtime_ns, path.stat().st_size) == (now, size)
+    assert start(kb_dir, store, cache).kb.articles["bridge"].title == "Bridge opened on Monday"
+
+
+def garbage(cache: Path) -> None:
+    cache.write_bytes(b"this is not a database at all\n" * 100)
+
+
+def truncated(cache: Path) -> None:
+    cache.write_bytes(cache.read_bytes()[:2048])
+
+
+def wrong_types(cache: Path) -> None:
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE articles SET title = 42, topics = '{\"not\": \"a list\"}'")
+
+
+def other_version(cache: Path) -> None:
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE meta SET value = 'another reader' WHERE key = 'version'")
+
+
+def tables_dropped(cache: Path) -> None:
+    with sqlite3.connect(cache) as db:
+        db.execute("DROP TABLE articles")
+
+
+@pytest.mark.parametrize("damage", [garbage, truncated, wrong_types, other_version, tables_dropped])
+def test_a_broken_cache_is_ignored_and_rebuilt(
+        damage: Callable[[Path], None], kb_dir: Path, cache: Path, store: Store, reads: list[Path]) -> None:
+    expected = knowledge.load(kb_dir)
+    start(kb_dir, store, cache)
+    damage(cache)
+    reads.clear()
+    assert start(kb_dir, store, cache).kb == expected
+    assert len(reads) == len(ARTICLES)
+    reads.clear()
+    assert start(kb_dir, store, cache).kb == expected
+    assert reads == []
+
+
+def test_a_cache_for_another_knowledge_directory_is_not_used(
+        kb_dir: Path, cache: Path, store: Store, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    write(other, dataclasses.replace(ARTICLES[0], title="Another library"))
+    start(other, store, cache)
+    assert start(kb_dir, store, cache).kb == knowledge.load(kb_dir)
+
+
+def test_a_cache_that_cannot_be_written_does_not_stop_the_bot(
+        kb_dir: Path, tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "blocked").write_text("a file where the cache's directory should be")
+    service = start(kb_dir, store, tmp_path / "blocked" / knowledge_cache.CACHE_FILE)
+    assert service.kb == knowledge.load(kb_dir)
+    assert "could not write the knowledge-base cache" in caplog.text
+
+
+def test_files_with_problems_are_reported_on_every_start(kb_dir: Path, cache: Path, store: Store) -> None:
+    bad = kb_dir / knowledge.ARTICLES_DIR / "broken.yaml"
+    bad.write_text("id: broken\ntitle: [unclosed\n", encoding="utf-8")
+    os.utime(bad, ns=(OLD, OLD))
+    for _ in range(2):
+        with pytest.raises(KnowledgeError) as caught:
+            start(kb_dir, store, cache)
+        assert [p.path for p in caught.value.problems] == [bad]
