@@ -75,7 +75,8 @@ def spawn(mode: str, knowledge_dir: Path, questions_file: Path, database: Path, 
 class SizeResult:
     size: int
     write_seconds: float
-    ours: Started
+    cold: Started  # our first start: every file parsed, the cache written
+    ours: Started  # our restart, files unchanged: the cache read
     plain: Started
 
 
@@ -87,24 +88,31 @@ def measure(size: int, shared: Path, scratch: Path, idle_seconds: float) -> Size
     write_seconds = time.perf_counter() - started
     questions_file = scratch / f"questions-{size}.json"
     questions_file.write_text(json.dumps([q.question for q in load.questions[:200]]), encoding="utf-8")
+    # The first start parses every file and writes the knowledge-base cache beside the database; the second,
+    # a restart with the files unchanged, reads it: that is the start-up a running bot sees.
+    cold = spawn("ours", knowledge_dir, questions_file, scratch / f"ours-{size}.sqlite3", idle_seconds)
     ours = spawn("ours", knowledge_dir, questions_file, scratch / f"ours-{size}.sqlite3", idle_seconds)
     plain = spawn("plain", knowledge_dir, questions_file, scratch / f"plain-{size}.sqlite3", idle_seconds)
-    return SizeResult(size, write_seconds, ours, plain)
+    return SizeResult(size, write_seconds, cold, ours, plain)
 
 
 def figures(r: SizeResult) -> list[Figure]:
     label = f"{size_label(r.size)} articles"
     goal_size = r.size == 10_000
     start, plain_start = r.ours.at("first answer"), r.plain.at("first answer")
+    first_start = r.cold.at("first answer")
     reloaded = r.ours["reloaded"]
     idle, same, edited = reloaded["idle"], reloaded["unchanged"], reloaded["edited"]
     stall = max(same["worst_stall"], edited["worst_stall"])
     rss, plain_rss = r.ours["first answer"]["rss_mb"], r.plain["first answer"]["rss_mb"]
     rss_goal = r.size == 100_000
     return [
-        Figure(f"start to first answer, {label}", f"{start:.1f} s", f"plain BM25 bot {plain_start:.1f} s",
-               f"{start / plain_start:.1f}x the time" if plain_start else "-",
+        Figure(f"restart to first answer (files unchanged), {label}", f"{start:.1f} s",
+               f"plain BM25 bot {plain_start:.1f} s", f"{start / plain_start:.1f}x the time" if plain_start else "-",
                f"< {START_GOAL:.0f} s" if goal_size else "", start < START_GOAL if goal_size else None),
+        Figure(f"first start to first answer (no cache yet), {label}", f"{first_start:.1f} s",
+               f"plain BM25 bot {plain_start:.1f} s",
+               f"{first_start / plain_start:.1f}x the time" if plain_start else "-"),
         Figure(f"/reload, one article edited, {label}", f"{edited['seconds']:.1f} s",
                f"our cold start {start:.1f} s", faster(start, edited["seconds"]),
                f"< {START_GOAL:.0f} s" if goal_size else "", edited["seconds"] < START_GOAL if goal_size else None),
@@ -129,7 +137,7 @@ def figures(r: SizeResult) -> list[Figure]:
 def detail(results: list[SizeResult]) -> str:
     rows = []
     for r in results:
-        for name, run in (("ours", r.ours), ("plain BM25 bot", r.plain)):
+        for name, run in (("ours, first start", r.cold), ("ours, restart", r.ours), ("plain BM25 bot", r.plain)):
             rows.append((size_label(r.size), name, f"{run.at('interpreter'):.2f}",
                          f"{run.at('imported') - run.at('interpreter'):.2f}", f"{run['loaded']['seconds']:.2f}",
                          f"{run.at('first answer'):.2f}", f"{run['first answer']['rss_mb']:,.0f}"))
@@ -164,8 +172,9 @@ def run(shared: Path, quick: bool = False) -> Section:
     section.notes.append("Writing the YAML files (setup, not timed as start-up): " + "; ".join(
         f"{size_label(r.size)} {r.write_seconds:.1f} s" for r in results))
     section.notes.append("Start-up is wall time from spawning `python` to the first reply text; the OS file cache is "
-                         "warm (the files were just written). The service keeps no derived cache across restarts, so "
-                         "every start is cold; /reload reuses the articles parsed from unchanged files.")
+                         "warm (the files were just written). Our first start parses every file and writes the "
+                         "parsed-article cache beside the database; the restart reads unchanged files from it, as "
+                         "/reload does.")
     return workloads.note_absent(section, shared)
 
 

@@ -141,13 +141,14 @@ async def reloads(service: Any, knowledge_dir: Path, questions: list[str], idle_
 def ours(knowledge_dir: Path, questions: list[str], database: Path, idle_seconds: float) -> None:
     """The bot's own start: python-telegram-bot and every module imported, the store opened, `Service` loaded."""
     import bot.app  # noqa: F401
+    from bot import knowledge_cache
     from bot.service import Service
     from bot.store import Store
 
     emit("imported")
     store = Store(database)
     started = time.perf_counter()
-    service = Service(knowledge_dir, store, user_rate_limit=0)
+    service = Service(knowledge_dir, store, user_rate_limit=0, cache_path=knowledge_cache.beside(database))
     emit("loaded", seconds=time.perf_counter() - started, articles=len(service.kb.articles))
     service.ask(questions[0])
     emit("first answer", rss_mb=peak_rss_mb())

@@ -27,6 +27,7 @@ from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Probl
 from bot.knowledge_cache import ArticleCache, Stamp
 from bot.search import Hit, Index
 from bot.store import Stats, Store, StoreError, normalise_words
+from bot.text import telegram_length
 
 log = logging.getLogger(__name__)
 
@@ -298,11 +299,6 @@ class Service:
 
 # --- reply texts (HTML for Telegram, plain for the shell) ---------------------
 
-def _utf16(text: str) -> int:
-    """Telegram measures messages in UTF-16 code units; the raw HTML is never shorter than what it shows."""
-    return len(text.encode("utf-16-le")) // 2
-
-
 def _fit(lines: Sequence[str], limit: int = MAX_MESSAGE) -> str:
     """Join whole lines while they fit, then say how many were left out."""
     out: list[str] = []
@@ -310,11 +306,11 @@ def _fit(lines: Sequence[str], limit: int = MAX_MESSAGE) -> str:
     for number, line in enumerate(lines):
         rest = len(lines) - number
         tail = f"… and {rest} more"
-        if used + _utf16(line) + (0 if rest == 1 else _utf16(tail) + 1) > limit:
+        if used + telegram_length(line) + (0 if rest == 1 else telegram_length(tail) + 1) > limit:
             out.append(tail)
             break
         out.append(line)
-        used += _utf16(line) + 1
+        used += telegram_length(line) + 1
     return "\n".join(out)
 
 
