@@ -10,6 +10,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.search import Index
 
 DEFAULT_KNOWLEDGE = Path("knowledge")
 
@@ -101,7 +105,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_index(knowledge: Path):  # type: ignore[no-untyped-def]
+def _load_index(knowledge: Path) -> Index | None:
     """The index of a valid knowledge base, or None after printing why it cannot be used."""
     from bot.knowledge import KnowledgeError, load
     from bot.search import Index

@@ -9,10 +9,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import cache
+from typing import TYPE_CHECKING
 
 import sentencex
 import Stemmer
 from bm25s import stopwords as _bm25_stopwords
+
+if TYPE_CHECKING:
+    from py3langid.langid import LanguageIdentifier
 
 # Snowball (PyStemmer) algorithm per ISO 639-1 code; languages not listed
 # (Kazakh among them) are indexed unstemmed rather than stemmed wrongly.
@@ -58,7 +62,7 @@ def normalise(text: str) -> str:
 
 
 @cache
-def _identifier():  # type: ignore[no-untyped-def]
+def _identifier() -> LanguageIdentifier:
     """Load py3langid's model once, on first use (it takes most of a second)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
