@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from telegram.ext import Application
 from bot import knowledge
 from bot.config import Settings
 from bot.knowledge import Article
+from bot.store import Store
 from tests.driver import ADMIN, RATE_LIMIT, REPO, running
 from tests.fake_telegram import FakeTelegram
 
@@ -54,6 +55,14 @@ def add_article(knowledge_dir: Path) -> Callable[..., Article]:
         return article
 
     return add
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    """An in-memory store; tests of the store itself and of broadcasts use a file instead."""
+    store = Store(":memory:")
+    yield store
+    store.close()
 
 
 @pytest.fixture

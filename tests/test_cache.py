@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,13 +29,6 @@ ARTICLES = (
     make_article("park", "New park opens", "A new park with a playground opened in the east district.",
                  url=None, language="en"),
 )
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    store = Store(":memory:")
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,13 +31,6 @@ from tests.conftest import OFF_TOPIC_QUESTION, REPO, SEED_QUESTION, SEED_SENTENC
 
 LIBRARY = ("The city council approved the renovation of the central library on Monday. "
            "Works will cost 40 million tenge and the reading rooms reopen in September.")
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    store = Store(":memory:")
-    yield store
-    store.close()
 
 
 @pytest.fixture
