@@ -14,7 +14,7 @@ import os
 import reprlib
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -388,7 +388,3 @@ def write_article(knowledge_dir: Path, article: Article) -> Path:
     path = article_path(knowledge_dir, article.id)
     write_atomic(path, dump_yaml(article.to_yaml_dict()))
     return path
-
-
-def iter_problems(knowledge_dir: Path) -> Iterator[Problem]:
-    yield from scan(knowledge_dir)[1]
