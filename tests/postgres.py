@@ -83,11 +83,17 @@ def cluster(*, durable: bool = False) -> Iterator[str]:
 
 
 def new_database(server_url: str) -> str:
-    """A fresh, empty database on the server; returns its URL."""
+    """The URL of a fresh, empty database on the server for one test.
+
+    A schema of its own, named first on the search path, rather than a CREATE DATABASE each (most of a
+    second apiece): the store names no schema, so it sees exactly the tables of this one.
+    """
     name = f"t{os.getpid()}_{next(_names)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return urllib.parse.urlsplit(server_url)._replace(path=f"/{name}").geturl()
+        admin.execute(f'CREATE SCHEMA "{name}"')
+    parts = urllib.parse.urlsplit(server_url)
+    query = [*urllib.parse.parse_qsl(parts.query), ("options", f"-c search_path={name}")]
+    return parts._replace(query=urllib.parse.urlencode(query, quote_via=urllib.parse.quote)).geturl()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ __all__ = ["Stats", "Store", "StoreError", "Subscription", "normalise_words", "o
 def open_store(database_url: str | None, database_path: Path, *, timeout: float = 1.0) -> Store:
     """PostgreSQL when `database_url` is given (postgresql://…), else the SQLite file at `database_path`."""
     if database_url:
-        from bot.store.postgres import PostgresBackend   # psycopg is loaded only by those who use it
+        from bot.store.postgres import PostgresBackend  # psycopg is loaded only by those who use it
 
         return Store.on(PostgresBackend(database_url, timeout=timeout))
     return Store(database_path, timeout=timeout)

@@ -24,6 +24,7 @@ from bot.text import words as word_tokens
 MAX_QUESTION_CHARS = 500  # statistics need the gist, not a pasted 4,096-character message
 TOP = 10
 DAY = 86400.0
+TOKEN_ROUNDING = 1e-6   # a token short by float error at epoch-sized times is a whole one
 
 
 class StoreError(Exception):
@@ -404,9 +405,9 @@ class Store:
                 f"SELECT tokens, updated FROM buckets WHERE name = ?{self._backend.for_update}", (bucket,)
             ).fetchone()
             tokens = min(capacity, tokens + max(0.0, now - updated) * per_second)
-            wait = 0.0 if tokens >= 1 else (1 - tokens) / per_second
+            wait = 0.0 if tokens >= 1 - TOKEN_ROUNDING else (1 - tokens) / per_second
             if not wait:
-                tokens -= 1
+                tokens = max(0.0, tokens - 1)
             db.execute("UPDATE buckets SET tokens = ?, updated = ? WHERE name = ?", (tokens, max(now, updated),
                                                                                     bucket))
         return wait
