@@ -187,6 +187,12 @@ class PostgresBackend:
             connection.execute("DELETE FROM schema_version")
             connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS),))
 
+    def follow_ids(self, db: _Transaction) -> None:
+        """After rows were written with explicit ids (a copy), new ids continue after the largest."""
+        for table, column in (("subscriptions", "id"), ("deliveries", "seq")):
+            db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                       f"COALESCE(MAX({column}), 0) + 1, false) FROM {table}")
+
     def close(self) -> None:
         self._pool.close()
 

@@ -164,6 +164,9 @@ class SqliteBackend:
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
+    def follow_ids(self, db: _Transaction) -> None:
+        """Nothing to do: an INTEGER PRIMARY KEY continues after the largest id by itself."""
+
     def close(self) -> None:
         with self._lock:
             self.db.close()
