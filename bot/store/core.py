@@ -86,8 +86,10 @@ class Backend(Protocol):
     where: str            # names the database in messages (never a password)
     for_update: str       # appended to a SELECT that reads a row the transaction will change
     skip_locked: str      # appended to a SELECT of queue rows, so concurrent claimers pass each other by
+    in_select: str        # "{column} IN ({select})", as the planner handles a short list best
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
+    def write(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
     def follow_ids(self, db: Transaction) -> None: ...
     def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
     def close(self) -> None: ...
@@ -123,6 +125,10 @@ class Store:
     def _write(self) -> AbstractContextManager[Transaction]:
         return self._backend.transaction()
 
+    def _write_one(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """One statement, atomic by itself: on PostgreSQL one round trip instead of a transaction's three."""
+        return self._backend.write(sql, params)
+
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         return self._backend.read(sql, params)
 
@@ -131,12 +137,11 @@ class Store:
     def subscribe(self, chat_id: int, words: str | None = None, thread_id: int | None = None) -> Subscription:
         """Idempotent: the same words again return the existing subscription (moved to `thread_id`)."""
         key = normalise_words(words) or ""
-        with self._write() as db:
-            (sub_id,) = db.execute(
-                "INSERT INTO subscriptions (chat_id, words, created, thread_id) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (chat_id, words) DO UPDATE SET thread_id = excluded.thread_id RETURNING id",
-                (chat_id, key, time.time(), thread_id),
-            ).fetchone()
+        ((sub_id,),) = self._write_one(
+            "INSERT INTO subscriptions (chat_id, words, created, thread_id) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (chat_id, words) DO UPDATE SET thread_id = excluded.thread_id RETURNING id",
+            (chat_id, key, time.time(), thread_id),
+        )
         return Subscription(sub_id, chat_id, key or None, thread_id)
 
     def unsubscribe(self, chat_id: int, subscription_id: int | None = None) -> int:
@@ -208,15 +213,14 @@ class Store:
 
     def set_chat_language(self, chat_id: int, language: str | None) -> None:
         """The language the chat chose; None forgets the choice (the user's own language applies again)."""
-        with self._write() as db:
-            if language is None:
-                db.execute("DELETE FROM chat_languages WHERE chat_id = ?", (chat_id,))
-            else:
-                db.execute(
-                    "INSERT INTO chat_languages (chat_id, language) VALUES (?, ?) "
-                    "ON CONFLICT (chat_id) DO UPDATE SET language = excluded.language",
-                    (chat_id, language),
-                )
+        if language is None:
+            self._write_one("DELETE FROM chat_languages WHERE chat_id = ?", (chat_id,))
+        else:
+            self._write_one(
+                "INSERT INTO chat_languages (chat_id, language) VALUES (?, ?) "
+                "ON CONFLICT (chat_id) DO UPDATE SET language = excluded.language",
+                (chat_id, language),
+            )
 
     # --- statistics ------------------------------------------------------
 
@@ -225,23 +229,21 @@ class Store:
         if not question.strip():
             return
         column = "answered" if answered else "unanswered"
-        with self._write() as db:
-            db.execute(
-                f"INSERT INTO questions (key, text, {column}, last) VALUES (?, ?, 1, ?) "
-                f"ON CONFLICT (key) DO UPDATE SET {column} = questions.{column} + 1, text = excluded.text, "
-                "last = excluded.last",
-                (_question_key(question), _clip(question), time.time()),
-            )
+        self._write_one(
+            f"INSERT INTO questions (key, text, {column}, last) VALUES (?, ?, 1, ?) "
+            f"ON CONFLICT (key) DO UPDATE SET {column} = questions.{column} + 1, text = excluded.text, "
+            "last = excluded.last",
+            (_question_key(question), _clip(question), time.time()),
+        )
 
     def record_feedback(self, question: str, article_id: str | None, helpful: bool) -> None:
         column = "helpful" if helpful else "unhelpful"
-        with self._write() as db:
-            db.execute(
-                f"INSERT INTO feedback (key, article_id, text, {column}, last) VALUES (?, ?, ?, 1, ?) "
-                f"ON CONFLICT (key, article_id) DO UPDATE SET {column} = feedback.{column} + 1, "
-                "last = excluded.last",
-                (_question_key(question), article_id or "", _clip(question), time.time()),
-            )
+        self._write_one(
+            f"INSERT INTO feedback (key, article_id, text, {column}, last) VALUES (?, ?, ?, 1, ?) "
+            f"ON CONFLICT (key, article_id) DO UPDATE SET {column} = feedback.{column} + 1, "
+            "last = excluded.last",
+            (_question_key(question), article_id or "", _clip(question), time.time()),
+        )
 
     def stats(self) -> Stats:
         ((chats, subscriptions),) = self._read("SELECT COUNT(DISTINCT chat_id), COUNT(*) FROM subscriptions")
@@ -300,15 +302,15 @@ class Store:
 
     @staticmethod
     def _lease_chats(db: Transaction, chat_ids: Iterable[int]) -> None:
-        """Give each chat with queued deliveries its (free) lease row, which `claim_deliveries` locks.
+        """Mark each chat as having deliveries queued, on its lease row, which `claim_deliveries` looks for.
 
-        DO UPDATE rather than DO NOTHING: it locks an existing row until this transaction ends, so a concurrent
-        `forget_chat` (which deletes the lease row first) waits for the queued rows and deletes them too, and no
-        queued delivery is ever left without a lease row.
+        Before the deliveries are written, and DO UPDATE: the row stays locked until this transaction ends,
+        so a concurrent `forget_chat` (which deletes the lease row first) waits for the queued rows and
+        deletes them too, and a concurrent `mark_delivered` cannot clear the mark over them.
         """
         db.executemany(
-            "INSERT INTO delivery_leases (chat_id, owner, expires) VALUES (?, '', 0) "
-            "ON CONFLICT (chat_id) DO UPDATE SET owner = delivery_leases.owner",
+            "INSERT INTO delivery_leases (chat_id, owner, expires, queued) VALUES (?, '', 0, TRUE) "
+            "ON CONFLICT (chat_id) DO UPDATE SET queued = TRUE",
             ((chat_id,) for chat_id in chat_ids),
         )
 
@@ -345,48 +347,59 @@ class Store:
 
     def mark_delivered(self, chat_id: int, article_ids: Sequence[str]) -> None:
         """Record sends; a chat with nothing left queued has its lease freed for whoever queues more."""
-        now = time.time()
-        with self._write() as db:
-            db.executemany(
-                "UPDATE deliveries SET delivered = ? WHERE chat_id = ? AND article_id = ? AND delivered IS NULL",
-                ((now, chat_id, article_id) for article_id in article_ids),
+        if article_ids:
+            marks = ", ".join("?" * len(article_ids))
+            self._write_one(
+                "UPDATE deliveries SET delivered = ? WHERE chat_id = ? AND delivered IS NULL "
+                f"AND article_id IN ({marks})",
+                (time.time(), chat_id, *article_ids),
             )
-            db.execute(
-                "UPDATE delivery_leases SET owner = '', expires = 0 WHERE chat_id = ? AND expires > 0 AND NOT EXISTS "
-                "(SELECT 1 FROM deliveries WHERE chat_id = ? AND delivered IS NULL)",
-                (chat_id, chat_id),
-            )
+        self._write_one(
+            "UPDATE delivery_leases SET queued = FALSE, owner = '', expires = 0 WHERE chat_id = ? AND queued "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries WHERE chat_id = ? AND delivered IS NULL)",
+            (chat_id, chat_id),
+        )
 
     def claim_deliveries(self, worker: str, max_chats: int, lease_seconds: float) -> dict[int, list[str]]:
         """Lease up to `max_chats` chats with queued deliveries to `worker` and return their queues.
 
         A chat is claimable when its lease is free or expired, so two workers never hold one chat, and the
         chats of a worker that died are handed out again once its leases expire. PostgreSQL passes over rows
-        another claimer has locked (SKIP LOCKED); SQLite has one writer at a time anyway.
+        another claimer has locked (SKIP LOCKED); SQLite has one writer at a time anyway. Finding work costs
+        the size of the batch, not of the queue: chats with deliveries queued are marked on their lease row.
         """
         now = time.time()
-        with self._write() as db:
-            chats = [row[0] for row in db.execute(
-                "UPDATE delivery_leases SET owner = ?, expires = ? WHERE chat_id IN ("
-                "SELECT chat_id FROM delivery_leases WHERE expires < ? AND chat_id IN "
-                "(SELECT chat_id FROM deliveries WHERE delivered IS NULL) "
-                f"LIMIT ?{self._backend.skip_locked}) RETURNING chat_id",
-                (worker, now + lease_seconds, now, max_chats),
-            ).fetchall()]
-            if not chats:
-                return {}
-            marks = ", ".join("?" * len(chats))
-            return self._queue(db.execute(
-                f"SELECT chat_id, article_id FROM deliveries WHERE delivered IS NULL AND chat_id IN ({marks}) "
-                "ORDER BY seq",
-                chats,
-            ).fetchall())
+        free = self._backend.in_select.format(column="chat_id", select=(
+            "SELECT chat_id FROM delivery_leases WHERE queued AND expires < ? ORDER BY expires LIMIT ?"
+            + self._backend.skip_locked))
+        chats = [row[0] for row in self._write_one(
+            f"UPDATE delivery_leases SET owner = ?, expires = ? WHERE {free} RETURNING chat_id",
+            (worker, now + lease_seconds, now, max_chats),
+        )]
+        if len(chats) < max_chats:
+            # The queue looks drained: mark any chat whose mark was cleared while an announce queued more
+            # (`mark_delivered` checks without a lock), so it is claimed next time. Cheap: little is queued.
+            self._write_one(
+                "UPDATE delivery_leases SET queued = TRUE WHERE NOT queued AND chat_id IN "
+                "(SELECT chat_id FROM deliveries WHERE delivered IS NULL)"
+            )
+        if not chats:
+            return {}
+        marks = ", ".join("?" * len(chats))
+        queue = self._queue(self._read(
+            f"SELECT chat_id, article_id FROM deliveries WHERE delivered IS NULL AND chat_id IN ({marks}) "
+            "ORDER BY seq",
+            chats,
+        ))
+        if len(queue) < len(chats):   # chats whose queue went away (unsubscribed): clear their mark
+            for chat_id in set(chats) - queue.keys():
+                self.mark_delivered(chat_id, ())
+        return queue
 
     def release_deliveries(self, worker: str) -> None:
         """Give back the worker's leases (a clean shutdown), so others need not wait for them to expire."""
-        with self._write() as db:
-            db.execute("UPDATE delivery_leases SET owner = '', expires = 0 WHERE owner = ? AND expires >= ?",
-                       (worker, time.time()))
+        self._write_one("UPDATE delivery_leases SET owner = '', expires = 0 WHERE owner = ? AND expires >= ?",
+                        (worker, time.time()))
 
     # --- coordination between replicas -------------------------------------
 
@@ -416,18 +429,16 @@ class Store:
     def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
         """Take the named lease if it is free or expired, or renew it if `owner` holds it; True if owner has it."""
         now = time.time()
-        with self._write() as db:
-            return db.execute(
-                "INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
-                "SET owner = excluded.owner, expires = excluded.expires "
-                "WHERE leases.owner = excluded.owner OR leases.expires < ? RETURNING owner",
-                (name, owner, now + seconds, now),
-            ).fetchone() is not None
+        return bool(self._write_one(
+            "INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET owner = excluded.owner, expires = excluded.expires "
+            "WHERE leases.owner = excluded.owner OR leases.expires < ? RETURNING owner",
+            (name, owner, now + seconds, now),
+        ))
 
     def release_lease(self, name: str, owner: str) -> None:
         """Give the lease up at a clean shutdown, so another replica takes over at once."""
-        with self._write() as db:
-            db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+        self._write_one("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
 
     def kb_version(self) -> int:
         rows = self._read("SELECT value FROM meta WHERE key = 'kb_version'")
@@ -435,11 +446,10 @@ class Store:
 
     def bump_kb_version(self) -> int:
         """The knowledge base changed (a /reload, new articles): every replica that polls `kb_version` reloads."""
-        with self._write() as db:
-            (value,) = db.execute(
-                "INSERT INTO meta (key, value) VALUES ('kb_version', '1') ON CONFLICT (key) DO UPDATE "
-                "SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value"
-            ).fetchone()
+        ((value,),) = self._write_one(
+            "INSERT INTO meta (key, value) VALUES ('kb_version', '1') ON CONFLICT (key) DO UPDATE "
+            "SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value"
+        )
         return int(value)
 
     def get_state(self, key: str) -> str | None:
@@ -447,9 +457,8 @@ class Store:
         return rows[0][0] if rows else None
 
     def set_state(self, key: str, value: str) -> None:
-        with self._write() as db:
-            db.execute("INSERT INTO state (key, value) VALUES (?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+        self._write_one("INSERT INTO state (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
     # --- retention --------------------------------------------------------
 

@@ -91,7 +91,7 @@ def copy(source: Store, target: Store) -> dict[str, int]:
             for rows in _pages(source, table):
                 _write(target, db, table, rows)
                 counts[table.name] += len(rows)
-        db.execute("INSERT INTO delivery_leases (chat_id, owner, expires) SELECT DISTINCT chat_id, '', 0 "
-                   "FROM deliveries WHERE delivered IS NULL ON CONFLICT DO NOTHING")
+        db.execute("INSERT INTO delivery_leases (chat_id, owner, expires, queued) SELECT DISTINCT chat_id, '', 0, "
+                   "TRUE FROM deliveries WHERE delivered IS NULL ON CONFLICT (chat_id) DO UPDATE SET queued = TRUE")
         target._backend.follow_ids(db)
     return counts

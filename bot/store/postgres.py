@@ -52,8 +52,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE delivery_leases (
         chat_id BIGINT PRIMARY KEY,       -- a row for every chat that ever had a delivery queued
         owner TEXT NOT NULL,              -- the worker sending the chat's queue, '' when free
-        expires DOUBLE PRECISION NOT NULL -- free once this has passed
+        expires DOUBLE PRECISION NOT NULL, -- free once this has passed
+        queued BOOLEAN NOT NULL DEFAULT FALSE   -- deliveries are waiting for this chat
     );
+    CREATE INDEX delivery_leases_queued ON delivery_leases (expires) WHERE queued;
     CREATE TABLE questions (
         key TEXT PRIMARY KEY,             -- case- and space-folded question
         text TEXT NOT NULL,
@@ -145,6 +147,7 @@ class PostgresBackend:
     """A pool of autocommit connections; each write an explicit transaction on one of them."""
 
     for_update = " FOR UPDATE"
+    in_select = "{column} = ANY(ARRAY({select}))"   # an InitPlan, then index lookups: never a scan
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, *, timeout: float = 1.0, pool_size: int = 10) -> None:
@@ -204,9 +207,17 @@ class PostgresBackend:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise _error(exc, "write failed, nothing was changed") from exc
 
+    def write(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._run(sql, params, "write failed, nothing was changed")
+
     def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._run(sql, params, "read failed")
+
+    def _run(self, sql: str, params: Sequence[object], failure: str) -> list[tuple[Any, ...]]:
+        """One statement in autocommit: atomic by itself, one round trip."""
         try:
             with self._pool.connection() as connection:
-                return connection.execute(_sql(sql), params).fetchall()
+                cursor = connection.execute(_sql(sql), params)
+                return cursor.fetchall() if cursor.description else []
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            raise _error(exc, "read failed") from exc
+            raise _error(exc, failure) from exc

@@ -72,10 +72,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE delivery_leases (
         chat_id INTEGER PRIMARY KEY,      -- a row for every chat that ever had a delivery queued
         owner TEXT NOT NULL,              -- the worker sending the chat's queue, '' when free
-        expires REAL NOT NULL             -- free once this has passed
+        expires REAL NOT NULL,            -- free once this has passed
+        queued INTEGER NOT NULL DEFAULT FALSE   -- deliveries are waiting for this chat
     );
-    INSERT INTO delivery_leases (chat_id, owner, expires)
-        SELECT DISTINCT chat_id, '', 0 FROM deliveries WHERE delivered IS NULL;
+    CREATE INDEX delivery_leases_queued ON delivery_leases (expires) WHERE queued;
+    INSERT INTO delivery_leases (chat_id, owner, expires, queued)
+        SELECT DISTINCT chat_id, '', 0, TRUE FROM deliveries WHERE delivered IS NULL;
     CREATE INDEX deliveries_delivered ON deliveries (delivered) WHERE delivered IS NOT NULL;
     CREATE INDEX questions_last ON questions (last);
     CREATE INDEX feedback_last ON feedback (last);
@@ -123,6 +125,7 @@ class SqliteBackend:
     """One connection, serialised by a lock so worker threads may share it with the event loop."""
 
     for_update = ""
+    in_select = "{column} IN ({select})"
     skip_locked = ""
 
     def __init__(self, path: Path | str, *, timeout: float = 1.0) -> None:
@@ -170,6 +173,13 @@ class SqliteBackend:
     def close(self) -> None:
         with self._lock:
             self.db.close()
+
+    def write(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _error(exc, "write failed, nothing was changed") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[_Transaction]:
