@@ -295,6 +295,23 @@ def test_released_chats_are_claimed_by_another_worker_at_once(store: Store) -> N
     assert store.claim_deliveries("w2", 5, 60) == {1: ["a"], 2: ["a"]}
 
 
+def test_a_chat_whose_queue_was_dropped_is_not_handed_out(store: Store) -> None:
+    store.subscribe(1)
+    store.subscribe(2)
+    store.enqueue([(1, "a"), (2, "a")])
+    store.unsubscribe(1)
+    assert store.claim_deliveries("w1", 5, 60) == {2: ["a"]}
+    store.enqueue([(1, "b")])
+    assert store.claim_deliveries("w2", 5, 60) == {1: ["b"]}   # its lease was not left held
+
+
+def test_a_queued_chat_whose_mark_was_lost_is_found_again(store: Store) -> None:
+    store.enqueue([(1, "a")])
+    store._write_one("UPDATE delivery_leases SET queued = FALSE")   # what a clear racing an announce leaves
+    assert store.claim_deliveries("w", 5, 60) == {}
+    assert store.claim_deliveries("w", 5, 60) == {1: ["a"]}
+
+
 def test_a_dead_workers_share_goes_to_another_when_its_lease_expires(opener: Opener, clock: Clock) -> None:
     dead, alive = opener(), opener()
     dead.enqueue([(chat, "a") for chat in range(10)])
@@ -629,3 +646,21 @@ def test_the_store_is_usable_from_many_threads(store: Store) -> None:
         list(pool.map(work, range(8)))
     stats = store.stats()
     assert (stats.subscribed_chats, stats.subscriptions, stats.answered + stats.unanswered) == (8, 160, 160)
+
+
+def test_postgresql_connections_cut_by_the_server_are_replaced(postgres_url: str, postgres_server: str) -> None:
+    store = open_at(postgres_url)
+    store.subscribe(1)
+    with psycopg.connect(postgres_server, autocommit=True) as admin:   # e.g. a server restart or failover
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    stored = [1]
+    for chat in (2, 3):
+        try:
+            store.subscribe(chat)
+            stored.append(chat)
+        except StoreError:   # at most the call on the cut connection fails, and says so
+            continue
+    assert stored[-1] == 3
+    assert [s.chat_id for s in store.all_subscriptions()] == stored
+    store.close()
