@@ -8,6 +8,7 @@ system user the package creates. TEST_DATABASE_URL points the tests at a server 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -18,7 +19,6 @@ import subprocess
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -26,7 +26,7 @@ import pytest
 
 INSTALL_HINT = ("PostgreSQL is not installed, and the store's tests need a real server: install Debian's "
                 "`postgresql` package (apt-get install -y postgresql), or set TEST_DATABASE_URL to a server "
-                "where the tests may create databases.")
+                "where the tests may create schemas.")
 
 _names = itertools.count(1)
 
@@ -45,7 +45,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
+@contextlib.contextmanager
 def cluster(*, durable: bool = False) -> Iterator[str]:
     """A running throwaway server; yields the URL of its `postgres` database as the superuser `postgres`.
 
@@ -58,7 +58,10 @@ def cluster(*, durable: bool = False) -> Iterator[str]:
     run_as: list[str] = []
     base = Path(tempfile.mkdtemp(prefix="pg-test-"))
     if os.geteuid() == 0:   # initdb refuses root: the package's own system user runs the server
-        user = pwd.getpwnam("postgres")
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            raise RuntimeError(f"running as root, with no `postgres` user to run the server: {INSTALL_HINT}") from None
         os.chown(base, user.pw_uid, user.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     data, port = base / "data", _free_port()
@@ -98,16 +101,21 @@ def new_database(server_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """The URL of a PostgreSQL server the tests may create databases on; fails (never skips) without one."""
+    """The URL of a PostgreSQL server the tests may create schemas on; fails (never skips) without one."""
     given = os.environ.get("TEST_DATABASE_URL")
     if given:
         yield given
         return
-    try:
-        with cluster() as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(cluster())
+        except RuntimeError as exc:
+            failure = str(exc)
+        else:
+            failure = ""
+        if failure:
+            pytest.fail(failure, pytrace=False)
+        yield url
 
 
 @pytest.fixture
