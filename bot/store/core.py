@@ -4,7 +4,8 @@ A `Backend` gives transactions and reads on one database; `Store` is everything 
 and what several replicas coordinate through: subscriptions, the delivery log and its per-chat leases, statistics,
 chat languages, token buckets, named leases, the knowledge-base version and small state blobs. Every method is
 synchronous and thread-safe; async callers run it with `asyncio.to_thread`, so a database wait never blocks the
-event loop. Every write is one transaction: a failure raises StoreError and leaves what was stored untouched.
+event loop. Every write is atomic (one statement, or one transaction): a failure raises StoreError and leaves
+what was stored untouched.
 
 Times are the caller's clock (`time.time()`): replicas sharing a database must keep their clocks in step (NTP)
 to well within the lease times they use.
@@ -101,7 +102,7 @@ class Store:
     _backend: Backend
 
     def __init__(self, path: Path | str, *, timeout: float = 1.0) -> None:
-        from bot.store.sqlite import SqliteBackend
+        from bot.store.sqlite import SqliteBackend  # here: that module imports StoreError from this one
 
         backend = SqliteBackend(path, timeout=timeout)
         self.path = backend.path
