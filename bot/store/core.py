@@ -380,10 +380,9 @@ class Store:
         if len(chats) < max_chats:
             # The queue looks drained: mark any chat whose mark was cleared while an announce queued more
             # (`mark_delivered` checks without a lock), so it is claimed next time. Cheap: little is queued.
-            self._write_one(
-                "UPDATE delivery_leases SET queued = TRUE WHERE NOT queued AND chat_id IN "
-                "(SELECT chat_id FROM deliveries WHERE delivered IS NULL)"
-            )
+            queued = self._backend.in_select.format(
+                column="chat_id", select="SELECT chat_id FROM deliveries WHERE delivered IS NULL")
+            self._write_one(f"UPDATE delivery_leases SET queued = TRUE WHERE NOT queued AND {queued}")
         if not chats:
             return {}
         marks = ", ".join("?" * len(chats))
