@@ -1,10 +1,16 @@
 """Telling subscribers about new articles: who gets what (pure), how it reads (pure), and the broadcast.
 
-The broadcast is driven by the store's delivery log: every (chat, article)
-pair is queued before anything is sent and marked delivered right after the
-send succeeds, so a restart resumes with what is still pending, and an
-article reaches a chat at most once per queue entry. Many articles for one
-chat go out as one digest, not a flood.
+The broadcast is driven by the store's delivery log. Every (chat, article) pair is queued, and the articles
+recorded as announced, before anything is sent. Broadcasters (one per process; several replicas on one
+database) claim chats from the log with a lease, send each chat ONE message per forum topic (a card, or a
+digest page of the newest articles with "and N more"), and mark it delivered right after Telegram confirms it.
+Pacing is shared through the store's token buckets, so all replicas together keep Telegram's limits.
+
+The guarantee is at-least-once, never at-most-once: a chat gets each article, and a second copy only when a send
+reached Telegram but its confirmation or its record did not reach us: a send in flight when the process died,
+a send that timed out (left pending, not resent until its lease has passed), a send whose record the database
+refused through every retry. Duplicates are bounded by those sends; nothing confirmed-undelivered is dropped.
+A dead replica's chats go to the others when its leases expire.
 """
 
 from __future__ import annotations
@@ -203,6 +209,7 @@ class Pacing:
 
 GLOBAL_BUCKET = "send:global"
 LEASE = 30.0  # seconds a claimed chat is ours: also the pause before a send left pending is tried again
+POLL = 0.25  # seconds between looks at what other replicas still hold, once this one has nothing to claim
 LEASE_USE = 0.5  # a claimed chat not started within this share of its lease is left for the next claim
 STORE_ATTEMPTS = 5  # tries of a store call that failed (locked, connection lost) before giving up
 STORE_BACKOFF = 0.1  # seconds before the first store retry; doubles each time
@@ -347,7 +354,7 @@ class _Broadcast:
                         group.create_task(self.work())
                 if not await self.others_pending():
                     break
-                await asyncio.sleep(min(1.0, self.lease / 4))
+                await asyncio.sleep(min(POLL, self.lease / 4))
         except asyncio.CancelledError:
             await self.record_again()
             await _stored(self.store.release_deliveries, self.worker)
