@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import re
@@ -49,6 +50,8 @@ JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson", ".json"})
 MARKDOWN_EXTENSIONS = frozenset({".md", ".markdown"})
 # Month and day names are read in these languages; naming them also spares dateparser its slow language guess.
 DATE_LANGUAGES = ["en", "ru", "kk"]
+# dateparser's search is far from linear in its input; a date line, byline or date field is never longer than this.
+MAX_DATE_CHARS = 120
 
 _FIX_TEXT = ftfy.TextFixerConfig(
     uncurl_quotes=False, fix_character_width=False, fix_latin_ligatures=False, explain=False
@@ -209,6 +212,8 @@ def parse_date(value: Any) -> dt.date | None:
 
 def find_date(text: str) -> tuple[str, dt.date] | None:
     """The first full date (day, month and year) written in `text`, and the words that wrote it."""
+    if len(text) > MAX_DATE_CHARS:
+        return None
     from dateparser.search import search_dates  # half a second to import: only when a text needs it
 
     settings = {"REQUIRE_PARTS": ["day", "month", "year"], "DATE_ORDER": "DMY", "PREFER_DATES_FROM": "past"}
@@ -325,7 +330,7 @@ def parse_feed(name: str, data: bytes) -> Iterator[Draft | Failure]:
     """Every item of an RSS or Atom feed. feedparser never expands external or nested entities."""
     if b"<!ENTITY" in data:
         raise InputError("the feed declares XML entities: refused (an entity-expansion attack has this shape)")
-    parsed = feedparser.parse(data)
+    parsed = feedparser.parse(io.BytesIO(data))  # given bytes, feedparser would first try them as a file name
     if not parsed.version:
         detail = f" ({parsed.bozo_exception})" if parsed.bozo else ""
         raise InputError(f"not an RSS or Atom feed{detail}")
@@ -541,8 +546,12 @@ def make_article(draft: Draft) -> Article:
         raise InputError(f"language must be a code such as 'en' or 'ru', not {draft.language!r}")
     title = one_line(clean_text(draft.title)) or title_from_body(body, language)
     draft = replace(draft, title=title)
+    identifier = article_id(draft)
+    problem = knowledge.id_problem(identifier)
+    if problem:
+        raise InputError(problem)
     return Article(
-        id=article_id(draft),
+        id=identifier,
         title=title,
         published=draft.published,
         source=one_line(clean_text(draft.source or "")) or None,

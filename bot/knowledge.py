@@ -384,6 +384,18 @@ def article_path(knowledge_dir: Path, article_id: str) -> Path:
     return knowledge_dir / ARTICLES_DIR / f"{safe}.yaml"
 
 
+# A file name is at most 255 bytes on common file systems; the temporary file beside it adds 14, ".yaml" 5.
+MAX_ID_BYTES = 200
+
+
+def id_problem(article_id: str) -> str | None:
+    """Why an id cannot name an article file, or None: a longer one would fail at the write, not here."""
+    size = len(article_path(Path(), article_id).stem.encode("utf-8"))
+    if size > MAX_ID_BYTES:
+        return f"id is {size} bytes long, over the {MAX_ID_BYTES}-byte limit of a file name"
+    return None
+
+
 def write_article(knowledge_dir: Path, article: Article) -> Path:
     path = article_path(knowledge_dir, article.id)
     write_atomic(path, dump_yaml(article.to_yaml_dict()))
