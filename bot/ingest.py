@@ -65,7 +65,7 @@ _NAVIGATION = frozenset({
     "search", "home", "print", "share", "back to top", "перейти к содержимому", "версия для печати", "поиск",
     "главная", "меню",
 })
-_SOURCE_LINE = re.compile(r"^(?:source|источник|дереккөз)\s*:\s*(?P<source>.+?)\s*$", re.IGNORECASE)
+_SOURCE_LINE = re.compile(r"^(?:source|источник|дереккөз)\s*:(?P<source>.*\S)", re.IGNORECASE)
 _BYLINE = re.compile(
     r"^(?P<lead>by|published(?: on)?|posted(?: on)?|updated(?: on)?|опубликовано|дата публикации)\b[\s:]*(?P<rest>.*)$",
     re.IGNORECASE,
@@ -451,7 +451,7 @@ def parse_scraped_text(name: str, text: str) -> Draft:
     for index in range(len(rest) - 1, max(len(rest) - 6, -1), -1):
         match = _SOURCE_LINE.match(rest[index])
         if match:
-            source = match["source"]
+            source = match["source"].strip()
             del rest[index]
             break
         if rest[index] and not _is_navigation(rest[index]):
@@ -565,7 +565,7 @@ def make_article(draft: Draft) -> Article:
 
 def title_from_body(body: str, language: str, limit: int = 100) -> str:
     """For inputs without a title: the first sentence, shortened at a word."""
-    first = split_sentences(body, language)[0]
+    first = split_sentences(body[: limit * 20], language)[0]  # the splitter is not linear: give it only the start
     if len(first) <= limit:
         return first
     return first[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
