@@ -35,7 +35,7 @@ from markdown_it import MarkdownIt
 from tqdm import tqdm
 
 from bot import knowledge
-from bot.knowledge import Article, web_url
+from bot.knowledge import Article, http_url
 from bot.summarise import summarise
 from bot.text import detect_language, split_sentences
 
@@ -306,9 +306,9 @@ def _draft_from_record(origin: str, record: dict[str, Any]) -> Draft:
         return None
 
     source, url = text_field("source"), text_field("url")
-    if source and web_url(source) and not url:
+    if source and http_url(source) and not url:
         source, url = None, source
-    if url and not web_url(url):
+    if url and not http_url(url):
         raise InputError(f"field 'url' is not an http(s) link: {url!r}")
     record_id = record.get("id")
     if record_id is not None and not isinstance(record_id, str | int):
@@ -341,7 +341,7 @@ def parse_feed(name: str, data: bytes) -> Iterator[Draft | Failure]:
         content = entry.get("content") or []
         markup = content[0].get("value", "") if content else entry.get("summary", "")
         when = entry.get("published_parsed") or entry.get("updated_parsed")
-        url = web_url(entry.get("link"))
+        url = http_url(entry.get("link"))
         yield Draft(
             origin=f"{name} item {number}",
             title=html_text(entry.get("title", "")),
@@ -373,7 +373,7 @@ def parse_html(name: str, text: str) -> Draft:
         body="\n\n".join(lines),  # trafilatura puts one paragraph on each line
         published=_lenient_date(document.date),
         source=document.sitename or None,
-        url=web_url(document.url),
+        url=http_url(document.url),
         topics=_topics((document.categories or []) + (document.tags or [])),
     )
 
@@ -395,7 +395,7 @@ def parse_front_matter(name: str, text: str, *, markdown: bool) -> Draft:
         if value is not None and not isinstance(value, str | int):
             raise InputError(f"front matter field '{key}' must be text")
     url = str(values["url"] or "").strip() or None
-    if url and not web_url(url):
+    if url and not http_url(url):
         raise InputError(f"front matter field 'url' is not an http(s) link: {url!r}")
     return replace(
         draft,

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import ipaddress
 import os
 import reprlib
+import socket
 import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,18 +36,67 @@ MAX_FILE_BYTES = 5 * 1024 * 1024  # a hand-edited article is never this big; a r
 MAX_URL = 1000  # characters once HTML-escaped, so that a link always fits in a message beside its text
 
 
-def web_url(value: object) -> str | None:
-    """An absolute http(s) link, or None: a relative, made-up or hostile (javascript:, tg:) link is worse than none."""
+def http_url(value: object) -> str | None:
+    """An absolute http(s) link that reads as what it opens, or None.
+
+    Refused: relative, made-up or hostile (javascript:, tg:) links; user info (`https://good@evil/`); and any
+    invisible, bidi or control character, which can make a link read as something else (U+202E reverses it).
+    """
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not value or any(ch.isspace() for ch in value) or len(html.escape(value)) > MAX_URL:
+    if not value or "\\" in value or len(html.escape(value)) > MAX_URL or any(map(_misleading, value)):
         return None
     try:
         parts = urlsplit(value)
+        host = parts.hostname
+        _ = parts.port  # a port that is not a number
     except ValueError:  # e.g. an unclosed [ in the host
         return None
-    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+    if parts.scheme.lower() not in ("http", "https") or not host or "@" in parts.netloc:
+        return None
+    return value
+
+
+def web_url(value: object) -> str | None:
+    """A link a reader may be sent to (a button, a card): an http_url on a public host, or None."""
+    url = http_url(value)
+    return url if url is not None and public_host(urlsplit(url).hostname or "") else None
+
+
+def _misleading(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Zs")
+
+
+_LOCAL_SUFFIXES = ("localhost", "local", "internal", "lan", "home.arpa")
+
+
+def public_host(host: str) -> bool:
+    """A host name on the public internet: neither loopback, private nor link-local, nor a local-only name."""
+    host = host.lower().rstrip(".")
+    address = ip_literal(host)
+    if address is not None:
+        return public_address(address)
+    return "." in host and not any(host == s or host.endswith("." + s) for s in _LOCAL_SUFFIXES)
+
+
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host name spells, in any form a browser reads (`127.1`, `2130706433`, `0x7f.0.0.1`)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
+def public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable: loopback, private, link-local, shared, reserved and unspecified addresses are not."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
 
 
 @dataclass(frozen=True, slots=True)
