@@ -94,9 +94,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from bot import knowledge
+    from bot import knowledge, sources
 
     kb, problems = knowledge.scan(knowledge_dir(args))
+    problems += sources.read_sources(knowledge_dir(args))[1]
     for problem in problems:
         print(problem)
     if problems:

@@ -161,7 +161,7 @@ class KnowledgeBase:
 
 # --- reading -----------------------------------------------------------------
 
-def _parse(path: Path, problems: list[Problem]) -> tuple[Any, yaml.Node | None]:
+def parse_yaml(path: Path, problems: list[Problem]) -> tuple[Any, yaml.Node | None]:
     """Parse one YAML file into (data, node); the node keeps line numbers for messages."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -191,7 +191,7 @@ def _parse(path: Path, problems: list[Problem]) -> tuple[Any, yaml.Node | None]:
         loader.dispose()
 
 
-def _key_lines(node: yaml.Node | None) -> dict[str, int]:
+def key_lines(node: yaml.Node | None) -> dict[str, int]:
     if not isinstance(node, yaml.MappingNode):
         return {}
     return {str(k.value): v.start_mark.line + 1 for k, v in node.value}
@@ -222,7 +222,7 @@ def short_repr(value: Any) -> str:
     return _SHORT_REPR.repr(value)
 
 
-def _strings(value: Any) -> tuple[str, ...] | None:
+def strings(value: Any) -> tuple[str, ...] | None:
     """A list of non-empty strings (a single string is accepted as a list of one)."""
     if isinstance(value, str):
         value = [value]
@@ -232,7 +232,7 @@ def _strings(value: Any) -> tuple[str, ...] | None:
 
 
 def article_from_dict(data: Any, path: Path, node: yaml.Node | None, problems: list[Problem]) -> Article | None:
-    lines = _key_lines(node)
+    lines = key_lines(node)
     start = node.start_mark.line + 1 if node is not None else 1
 
     def bad(key: str, message: str) -> None:
@@ -258,7 +258,7 @@ def article_from_dict(data: Any, path: Path, node: yaml.Node | None, problems: l
         value = short_repr(data.get("published"))
         bad("published", f"field 'published' is not a date: {value} (use YYYY-MM-DD or null)")
         published = None
-    topics = _strings(data.get("topics", []) or [])
+    topics = strings(data.get("topics", []) or [])
     if topics is None:
         bad("topics", "field 'topics' must be a list of words")
     unknown = set(data) - {"id", "title", "published", "source", "url", "language", "summary", "body", "topics"}
@@ -287,13 +287,13 @@ def _faq_from_data(data: Any, path: Path, node: yaml.Node | None, problems: list
         return []
     entries = []
     for index, (item, item_node) in enumerate(zip(data, node.value, strict=True)):
-        lines = _key_lines(item_node)
+        lines = key_lines(item_node)
         start = item_node.start_mark.line + 1
         if not isinstance(item, dict):
             problems.append(Problem(path, start, "an FAQ entry must be a mapping"))
             continue
-        questions = _strings(item.get("questions"))
-        links = _strings(item.get("links", []) or [])
+        questions = strings(item.get("questions"))
+        links = strings(item.get("links", []) or [])
         ok = True
         if not questions:
             message = "'questions' must be a non-empty list of phrasings"
@@ -320,7 +320,7 @@ def article_paths(knowledge_dir: Path) -> list[Path]:
 
 
 def read_article(path: Path, problems: list[Problem]) -> Article | None:
-    data, node = _parse(path, problems)
+    data, node = parse_yaml(path, problems)
     if node is None and data is None and problems and problems[-1].path == path:
         return None
     return article_from_dict(data, path, node, problems)
@@ -352,7 +352,7 @@ def scan(
     faq: list[FaqEntry] = []
     faq_path = knowledge_dir / FAQ_FILE
     if faq_path.exists():
-        data, node = _parse(faq_path, problems)
+        data, node = parse_yaml(faq_path, problems)
         faq = _faq_from_data(data, faq_path, node, problems)
     return KnowledgeBase(by_id, tuple(faq)), problems
 
