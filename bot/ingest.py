@@ -709,12 +709,7 @@ def build(
     stdin: BinaryIO | None = None,
     progress: bool = False,
 ) -> BuildReport:
-    """Ingest `sources` into the knowledge base: add new articles, update changed ones, never remove any.
-
-    Each article file is written atomically (temporary file, then rename), so an
-    interrupted build leaves every file old or new. A file already in the knowledge base that does not validate is
-    never overwritten: the editor's text in it would be lost.
-    """
+    """Ingest `sources` into the knowledge base: add new articles, update changed ones, never remove any."""
     started = time.perf_counter()
     report = BuildReport()
     drafts: list[Draft] = []
@@ -723,9 +718,78 @@ def build(
             report.failed.append(item)
         else:
             drafts.append(item)
-    existing, broken = _existing(knowledge_dir)
+    build_drafts(drafts, ArticleFiles.scan(knowledge_dir), resummarise=resummarise, progress=progress, report=report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class ArticleFiles:
+    """The knowledge base's article files by id, found by one scan and kept up to date by the builder.
+
+    `reread` makes each lookup read the article's file again, for a long-lived instance (the poller) that must
+    see an editor's changes made since its scan; a one-off build trusts its scan.
+    """
+
+    def __init__(self, knowledge_dir: Path, by_id: dict[str, tuple[Path, Article]], broken: set[Path],
+                 *, reread: bool = False) -> None:
+        self.knowledge_dir = knowledge_dir
+        self.by_id = by_id
+        self.broken = broken
+        self.reread = reread
+
+    @classmethod
+    def scan(cls, knowledge_dir: Path, *, reread: bool = False) -> ArticleFiles:
+        by_id: dict[str, tuple[Path, Article]] = {}
+        broken: set[Path] = set()
+        for path in knowledge.article_paths(knowledge_dir):
+            article = knowledge.read_article(path, [])
+            if article is None:
+                broken.add(path)
+            else:
+                by_id.setdefault(article.id, (path, article))
+        return cls(knowledge_dir, by_id, broken, reread=reread)
+
+    def lookup(self, article_id: str) -> tuple[Path, Article | None]:
+        """Where the article with this id is (or would be) stored, and what is stored there now."""
+        known = self.by_id.get(article_id)
+        path = known[0] if known else knowledge.article_path(self.knowledge_dir, article_id)
+        if not self.reread:
+            return path, known[1] if known else None
+        self.by_id.pop(article_id, None)
+        if not path.exists():
+            return path, None
+        article = knowledge.read_article(path, [])
+        if article is None:
+            self.broken.add(path)
+            return path, None
+        self.broken.discard(path)
+        if article.id != article_id:
+            return path, None
+        self.by_id[article_id] = (path, article)
+        return path, article
+
+    def exists(self, article_id: str) -> bool:
+        return self.lookup(article_id)[1] is not None
+
+
+def build_drafts(
+    drafts: Sequence[Draft],
+    files: ArticleFiles,
+    *,
+    resummarise: bool = False,
+    progress: bool = False,
+    report: BuildReport | None = None,
+) -> BuildReport:
+    """Merge drafts (from inputs, or fetched by the poller) into the knowledge base; `report` says what happened.
+
+    Each article file is written atomically (temporary file, then rename), so an
+    interrupted build leaves every file old or new. A file already in the knowledge base that does not validate is
+    never overwritten: the editor's text in it would be lost.
+    """
+    report = report if report is not None else BuildReport()
     taken: dict[str, str] = {}  # id -> origin, within this build
-    for draft in _progress(drafts, progress, "building", "article"):
+    written = False
+    for draft in _progress(list(drafts), progress, "building", "article"):
         try:
             article = make_article(draft)
         except Exception as exc:  # one bad article must never stop the build
@@ -735,8 +799,8 @@ def build(
             report.failed.append(Failure(draft.origin, f"duplicate id '{article.id}' (also {taken[article.id]})"))
             continue
         taken[article.id] = draft.origin
-        path, old = existing.get(article.id, (knowledge.article_path(knowledge_dir, article.id), None))
-        if old is None and path in broken:
+        path, old = files.lookup(article.id)
+        if old is None and path in files.broken:
             reason = f"not written: {path} has problems; fix it first (python -m bot check)"
             report.failed.append(Failure(draft.origin, reason))
             continue
@@ -761,21 +825,9 @@ def build(
         except OSError as exc:  # e.g. a full disk: this article fails, the file on disk is still the old one
             report.failed.append(Failure(draft.origin, f"not written: {path}: {exc.strerror or exc}"))
             continue
+        files.by_id[article.id] = (path, article)
         (report.updated if old is not None else report.added).append(article.id)
-    if report.added or report.updated:
+        written = True
+    if written:
         os.sync()  # one flush for the whole build instead of an fsync per file
-    report.seconds = time.perf_counter() - started
     return report
-
-
-def _existing(knowledge_dir: Path) -> tuple[dict[str, tuple[Path, Article]], set[Path]]:
-    """Articles already in the knowledge base by id, with their files; and the files that do not validate."""
-    by_id: dict[str, tuple[Path, Article]] = {}
-    broken: set[Path] = set()
-    for path in knowledge.article_paths(knowledge_dir):
-        article = knowledge.read_article(path, [])
-        if article is None:
-            broken.add(path)
-        else:
-            by_id.setdefault(article.id, (path, article))
-    return by_id, broken
