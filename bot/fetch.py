@@ -144,6 +144,10 @@ class Fetcher:
                 return await self._follow(url, headers)
         except TimeoutError:
             raise FetchError(f"no complete answer within {self.limits.total_timeout:g} s") from None
+        except httpx.ConnectTimeout:
+            raise FetchError(f"no connection within {self.limits.connect_timeout:g} s") from None
+        except httpx.ReadTimeout:
+            raise FetchError(f"no data for {self.limits.read_timeout:g} s") from None
         except httpx.TimeoutException as exc:
             raise FetchError(f"timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:

@@ -331,11 +331,11 @@ def parse_feed(name: str, data: bytes) -> Iterator[Draft | Failure]:
     if b"<!ENTITY" in data:
         raise InputError("the feed declares XML entities: refused (an entity-expansion attack has this shape)")
     parsed = feedparser.parse(io.BytesIO(data))  # given bytes, feedparser would first try them as a file name
+    detail = f" ({parsed.bozo_exception})" if parsed.bozo else ""
     if not parsed.version:
-        detail = f" ({parsed.bozo_exception})" if parsed.bozo else ""
         raise InputError(f"not an RSS or Atom feed{detail}")
     if not parsed.entries:
-        raise InputError("the feed has no items")
+        raise InputError(f"the feed has no items{detail}")
     publisher = one_line(parsed.feed.get("title", "")) or None
     for number, entry in enumerate(parsed.entries, start=1):
         content = entry.get("content") or []

@@ -70,6 +70,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO meta (key, value) VALUES ('announced_baseline', 'pending');
     """,
+    """
+    CREATE TABLE state (
+        key TEXT PRIMARY KEY,             -- e.g. 'source:<url>': a followed source's validators and health
+        value TEXT NOT NULL               -- JSON, owned by whoever writes the key
+    );
+    """,
 )
 
 
@@ -335,3 +341,14 @@ class Store:
                 "UPDATE deliveries SET delivered = ? WHERE chat_id = ? AND article_id = ? AND delivered IS NULL",
                 ((now, chat_id, article_id) for article_id in article_ids),
             )
+
+    # --- small state blobs -----------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM state WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO state (key, value) VALUES (?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
