@@ -39,6 +39,7 @@ MAX_BACKOFF = 6 * 3600.0  # a dead source is still tried a few times a day
 SOURCE_TIMEOUT = 120.0  # one source's feed and the pages of its teaser items
 CONCURRENCY = 8
 TEASER_CHARS = 500  # a feed item shorter than this is a teaser when it links to a page
+PAGES_AT_ONCE = 4  # teasers' pages fetched at once, per source
 MAX_SEEN = 2000  # item keys remembered per source: far more than a feed lists at once
 IDLE = 60.0  # the longest `run` sleeps, so that an edited sources.yaml is noticed
 _ELLIPSES = ("…", "...", "[…]", "[...]")
@@ -141,7 +142,7 @@ class Poller:
 
     async def aclose(self) -> None:
         await self._fetcher.aclose()
-        self._builder.shutdown(wait=True)
+        await asyncio.to_thread(self._builder.shutdown)  # waits for a build under way, off the event loop
 
     async def __aenter__(self) -> Poller:
         return self
@@ -245,19 +246,7 @@ class Poller:
                      ) -> tuple[list[_Item], dict[str, str]]:
         """The items to build (new or changed; a teaser's page fetched for its full text), and every item's key and
         digest as the source gives it now."""
-        text = ingest.decode(fetched.content)
-        kind = ingest.detect_format(text, "")
-        if kind == "feed":
-            drafts = []
-            for entry in ingest.parse_feed(source.url, fetched.content):
-                if isinstance(entry, Failure):
-                    raise InputError(str(entry))
-                drafts.append(entry)
-        elif kind == "html":
-            page = ingest.parse_html(source.url, text)
-            drafts = [replace(page, url=page.url or fetched.url)]
-        else:
-            raise InputError("neither an RSS/Atom feed nor an HTML page")
+        drafts = await asyncio.to_thread(_drafts, source.url, fetched)  # parsing is CPU work: off the event loop
         items = []
         current: dict[str, str] = {}
         for draft in drafts:
@@ -265,19 +254,20 @@ class Poller:
                             topics=tuple(dict.fromkeys(draft.topics + source.topics)))
             key, digest = ingest.article_id(draft), _digest(draft)
             current[key] = digest
-            if not force and state.seen.get(key) == digest:
-                continue
-            if draft.url and _is_teaser(draft.body):
-                draft = await self._full_text(draft)
-            items.append(_Item(draft, key, seen=key in state.seen and not force))
-        return items, current
+            if force or state.seen.get(key) != digest:
+                items.append(_Item(draft, key, seen=key in state.seen and not force))
+        pages = asyncio.Semaphore(PAGES_AT_ONCE)
+        full = await asyncio.gather(*(self._full_text(item.draft, pages) for item in items))
+        return [replace(item, draft=draft) for item, draft in zip(items, full, strict=True)], current
 
-    async def _full_text(self, draft: Draft) -> Draft:
-        """The page's main text in place of the item's teaser; the teaser stays when the page cannot be read."""
-        assert draft.url is not None
+    async def _full_text(self, draft: Draft, pages: asyncio.Semaphore) -> Draft:
+        """A teaser item's text replaced by its page's main text; the teaser stays when the page cannot be read."""
+        if draft.url is None or not _is_teaser(draft.body):
+            return draft
         try:
-            fetched = await self._fetcher.get(draft.url)
-            page = ingest.parse_html(draft.url, ingest.decode(fetched.content))
+            async with pages:
+                fetched = await self._fetcher.get(draft.url)
+            page = await asyncio.to_thread(ingest.parse_html, draft.url, ingest.decode(fetched.content))
         except (FetchError, InputError) as exc:
             log.info("teaser of %s kept: its page cannot be read (%s)", draft.url, exc)
             return draft
@@ -298,6 +288,18 @@ class Poller:
 
     async def _save(self, url: str, state: SourceState) -> None:
         await asyncio.to_thread(self.store.set_state, STATE_PREFIX + url, state.to_json())
+
+
+def _drafts(name: str, fetched: Fetched) -> list[Draft]:
+    """The items of a feed, or the one article of a page; InputError when the answer is neither."""
+    text = ingest.decode(fetched.content)
+    kind = ingest.detect_format(text, "")
+    if kind == "feed":
+        return [entry for entry in ingest.parse_feed(name, fetched.content) if isinstance(entry, Draft)]
+    if kind == "html":
+        page = ingest.parse_html(name, text)
+        return [replace(page, url=page.url or fetched.url)]
+    raise InputError("neither an RSS/Atom feed nor an HTML page")
 
 
 def _is_teaser(body: str) -> bool:
