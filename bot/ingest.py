@@ -50,8 +50,10 @@ JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson", ".json"})
 MARKDOWN_EXTENSIONS = frozenset({".md", ".markdown"})
 # Month and day names are read in these languages; naming them also spares dateparser its slow language guess.
 DATE_LANGUAGES = ["en", "ru", "kk"]
-# dateparser's search is far from linear in its input; a date line, byline or date field is never longer than this.
-MAX_DATE_CHARS = 120
+# dateparser's search is slow and far from linear in its input (numbers cost most); no date line, byline or date
+# field is longer than this. Only the first lines of a scraped page are looked at for a date or a byline.
+MAX_DATE_CHARS, MAX_DATE_WORDS, MAX_DATE_NUMBERS = 120, 10, 6
+MAX_HEADER_LINES, MAX_BYLINE_LINES = 30, 5
 
 _FIX_TEXT = ftfy.TextFixerConfig(
     uncurl_quotes=False, fix_character_width=False, fix_latin_ligatures=False, explain=False
@@ -71,6 +73,7 @@ _BYLINE = re.compile(
     re.IGNORECASE,
 )
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
+_NUMBER = re.compile(r"\d+")
 _SENTENCE_END = re.compile(r"[.!?…]$")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _HTML_BLOCKS = ("p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "tr", "section", "article")
@@ -212,7 +215,8 @@ def parse_date(value: Any) -> dt.date | None:
 
 def find_date(text: str) -> tuple[str, dt.date] | None:
     """The first full date (day, month and year) written in `text`, and the words that wrote it."""
-    if len(text) > MAX_DATE_CHARS:
+    if (len(text) > MAX_DATE_CHARS or len(text.split()) > MAX_DATE_WORDS
+            or len(_NUMBER.findall(text)) > MAX_DATE_NUMBERS):
         return None
     from dateparser.search import search_dates  # half a second to import: only when a text needs it
 
@@ -430,8 +434,9 @@ def parse_scraped_text(name: str, text: str) -> Draft:
     """
     lines = [one_line(line) for line in text.splitlines()]
     position = 0
-    while position < len(lines) and (not lines[position] or _is_navigation(lines[position])
-                                     or _is_date_line(lines[position])):
+    header = min(len(lines), MAX_HEADER_LINES)
+    while position < header and (not lines[position] or _is_navigation(lines[position])
+                                 or _is_date_line(lines[position])):
         position += 1
     title = ""
     if position < len(lines) and _reads_as_title(lines[position], lines[position + 1:]):
@@ -439,9 +444,11 @@ def parse_scraped_text(name: str, text: str) -> Draft:
         position += 1
     published: dt.date | None = None
     topics: tuple[str, ...] = ()
+    bylines = 0
     while position < len(lines):
         if lines[position] and not _is_navigation(lines[position]):
-            byline = _byline(lines[position])
+            bylines += 1
+            byline = _byline(lines[position]) if bylines <= MAX_BYLINE_LINES else None
             if byline is None:
                 break
             published, topics = published or byline[0], topics or byline[1]

@@ -495,3 +495,14 @@ def test_an_id_too_long_for_a_file_name_fails_alone(tmp_path: Path) -> None:
         f"{source}:2: id is 240 bytes long, over the {knowledge.MAX_ID_BYTES}-byte limit of a file name",
     ]
     assert list(knowledge.load(tmp_path / "kb").articles) == ["ok"]
+
+
+def test_only_the_first_lines_of_a_page_are_searched_for_dates() -> None:
+    """Each date line costs dateparser milliseconds: a page of thousands of them must not cost minutes."""
+    text = "5 June 2018\n" * 5000 + "\nThe council met. It agreed on the budget.\n"
+    started = time.perf_counter()
+    draft = ingest.parse_scraped_text("dates.txt", text)
+    assert time.perf_counter() - started < 10  # a safety margin: before the cap this took about 20 s
+    assert draft.body.endswith("The council met. It agreed on the budget.")
+    assert ingest.find_date("12 " * 20) is None  # too many numbers to be one date
+    assert ingest.find_date("Wed, 12 Sep 2018 10:45:00 +0600")[1] == dt.date(2018, 9, 12)  # type: ignore[index]
