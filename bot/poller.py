@@ -229,7 +229,8 @@ class Poller:
             await self._save(source.url, new_state)
             return PollOutcome(source, new_state, not_modified=True, health=health)
         report, refs = await asyncio.get_running_loop().run_in_executor(self._builder, self._build, items, force)
-        failed_keys = {i.key for i in items if i.draft.origin in {f.origin for f in report.failed}}
+        failed_origins = {f.origin for f in report.failed}
+        failed_keys = {i.key for i in items if i.draft.origin in failed_origins}
         seen = {k: v for k, v in state.seen.items() if k not in current}  # what the source lists now goes last
         seen.update((k, v) for k, v in current.items() if k not in failed_keys)  # a failed item is tried again
         seen = dict(list(seen.items())[-MAX_SEEN:])
@@ -280,7 +281,8 @@ class Poller:
         if self._files is None:
             self._files = ArticleFiles.scan(self.knowledge_dir, reread=True)
         files = self._files
-        # An item seen before whose article is gone was deleted by an editor: it stays deleted.
+        # An item seen before whose article is gone was deleted by an editor: it stays deleted. (An item with neither
+        # link nor guid has a key that is not its article's id, so once seen, it is not built again.)
         drafts = [i.draft for i in items if force or not i.seen or files.exists(i.key)]
         report = ingest.build_drafts(drafts, files)
         refs = {i: ArticleRef(i, files.by_id[i][1].title) for i in report.added + report.updated}
