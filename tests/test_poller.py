@@ -18,6 +18,7 @@ from bot.poller import (
     STATE_PREFIX,
     Health,
     Poller,
+    PollOutcome,
     SourceState,
     after_failure,
     after_success,
@@ -279,6 +280,8 @@ async def test_cli_poll_once(server: FeedServer, kb: Path, tmp_path: Path, monke
                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DATABASE_PATH", str(tmp_path / "cli.sqlite3"))
     monkeypatch.setenv("ALLOW_PRIVATE_SOURCES", "1")
+    assert await asyncio.to_thread(cli.main, ["poll", "--once", "--knowledge", str(kb)]) == 2
+    assert capsys.readouterr().err.startswith(f"No sources to poll: list them in {kb / 'sources.yaml'}")
     follow(kb, server.serve("/feed.xml", rss([BUS])))
     assert await asyncio.to_thread(cli.main, ["poll", "--once", "--knowledge", str(kb)]) == 0
     ((article_id, _),) = articles(kb).items()
@@ -289,6 +292,24 @@ async def test_cli_poll_once(server: FeedServer, kb: Path, tmp_path: Path, monke
     assert await asyncio.to_thread(cli.main, ["poll", "--once", "--knowledge", str(kb)]) == 1
     captured = capsys.readouterr()
     assert captured.err == f"failed: {server.url('/gone.xml')}: HTTP 404 Not Found from {server.url('/gone.xml')}\n"
+    (kb / "sources.yaml").write_text(f"- url: {server.url('/feed.xml')}\n- url: ftp://x/\n")
+    assert await asyncio.to_thread(cli.main, ["poll", "--once", "--knowledge", str(kb)]) == 1
+    assert capsys.readouterr().err == (f"{kb / 'sources.yaml'}:2: field 'url' must be an http(s) link, "
+                                       "not 'ftp://x/'\n")  # and the valid source was polled: nothing new
     monkeypatch.setenv("ALLOW_PRIVATE_SOURCES", "0")
     assert await asyncio.to_thread(cli.main, ["poll", "--once", "--knowledge", str(kb)]) == 1
     assert "a private or local address: refused" in capsys.readouterr().err
+
+
+async def test_run_polls_on_the_schedule_until_cancelled(server: FeedServer, kb: Path, store_file: Store) -> None:
+    follow(kb, server.serve("/feed.xml", rss([BUS]), etag='"v1"'), every="1s")
+    rounds: list[list[PollOutcome]] = []
+    async with Poller(kb, store_file, limits=LIMITS) as poller:
+        running = asyncio.create_task(poller.run(rounds.append))
+        while len(rounds) < 2:
+            await asyncio.sleep(0.05)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    assert [len(r[0].added) for r in rounds[:2]] == [1, 0]
+    assert rounds[1][0].not_modified and server.hits["/feed.xml"] >= 2
