@@ -20,6 +20,7 @@ class Page:
     content_type: str = "application/rss+xml"
     etag: str | None = None
     last_modified: float | None = None  # epoch seconds
+    encoding: str | None = None  # Content-Encoding of `body` as given
 
 
 @dataclass
@@ -38,9 +39,9 @@ class FeedServer:
         return f"http://{self.host}:{self.port}{path}"
 
     def serve(self, path: str, body: str | bytes, content_type: str = "application/rss+xml", *,
-              etag: str | None = None, last_modified: float | None = None) -> str:
+              etag: str | None = None, last_modified: float | None = None, encoding: str | None = None) -> str:
         data = body.encode("utf-8") if isinstance(body, str) else body
-        self.pages[path] = Page(data, content_type, etag, last_modified)
+        self.pages[path] = Page(data, content_type, etag, last_modified, encoding)
         return self.url(path)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -56,6 +57,8 @@ class FeedServer:
         if page is None:
             raise web.HTTPNotFound()
         headers = {"Content-Type": page.content_type}
+        if page.encoding:
+            headers["Content-Encoding"] = page.encoding
         if page.etag:
             headers["ETag"] = page.etag
         if page.last_modified is not None:

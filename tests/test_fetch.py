@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import time
 from collections.abc import AsyncIterator
@@ -48,6 +49,15 @@ async def test_a_50_mb_answer_is_cut_off_at_the_cap_without_reading_it_all(serve
         with pytest.raises(FetchError, match="over the 1 MB limit: not read further"):
             await fetcher.get(server.url("/huge.xml"))
     assert server.bytes_sent["/huge.xml"] < 20 * MB  # what the sockets buffered, not the 50 MB
+
+
+async def test_a_compressed_bomb_is_cut_off_by_what_it_expands_to(server: FeedServer) -> None:
+    bomb = gzip.compress(b"<rss>" + b" " * (50 * MB), compresslevel=9)
+    url = server.serve("/bomb.xml", bomb, encoding="gzip")
+    async with Fetcher(FetchLimits(allow_private=True, max_bytes=1 * MB)) as fetcher:
+        with pytest.raises(FetchError, match="over the 1 MB limit: not read further"):
+            await fetcher.get(url)
+    assert len(bomb) < MB
 
 
 async def test_a_declared_length_over_the_cap_is_refused_before_reading(server: FeedServer) -> None:
