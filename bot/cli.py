@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only the first N questions")
     p.set_defaults(func=_cmd_eval)
 
+    p = commands.add_parser("poll", help="poll the sources in sources.yaml and add their new articles")
+    _knowledge_arg(p)
+    p.add_argument("--once", action="store_true", help="poll every source once and exit (for cron)")
+    p.set_defaults(func=_cmd_poll)
+
     p = commands.add_parser("run", help="run the Telegram bot")
     p.set_defaults(func=_cmd_run)
 
@@ -99,9 +104,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from bot import knowledge
+    from bot import knowledge, sources
 
     kb, problems = knowledge.scan(knowledge_dir(args))
+    problems += sources.read_sources(knowledge_dir(args))[1]
     for problem in problems:
         print(problem)
     if problems:
@@ -224,6 +230,61 @@ def _cmd_migrate_db(args: argparse.Namespace) -> int:
         return 1
     print(", ".join(f"{name}: {count}" for name, count in counts.items()))
     return 0
+
+
+def _cmd_poll(args: argparse.Namespace) -> int:
+    """Prints what was added; exit 1 when a source failed (or sources.yaml has problems), for cron to mail."""
+    import asyncio
+
+    from bot.config import DEFAULT_DATABASE_PATH, environment
+    from bot.fetch import FetchLimits
+    from bot.poller import Poller, PollOutcome
+    from bot.sources import read_sources
+    from bot.store import Store, StoreError
+
+    knowledge = knowledge_dir(args)
+    sources, problems = read_sources(knowledge)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not sources:
+        print(f"No sources to poll: list them in {knowledge / 'sources.yaml'} (see knowledge/README.md).",
+              file=sys.stderr)
+        return 2
+    env = environment()
+    database = Path(env.get("DATABASE_PATH") or DEFAULT_DATABASE_PATH)
+    limits = FetchLimits(allow_private=env.get("ALLOW_PRIVATE_SOURCES", "").strip() == "1")
+    failed = bool(problems)
+
+    def show(outcomes: list[PollOutcome]) -> None:
+        nonlocal failed
+        for outcome in outcomes:
+            for ref in outcome.added:
+                print(f"added {ref.id}: {ref.title}", flush=True)
+            for ref in outcome.updated:
+                print(f"updated {ref.id}: {ref.title}", flush=True)
+            for failure in outcome.failed:
+                print(f"failed: {failure}", file=sys.stderr)
+            if outcome.error is not None:
+                print(f"failed: {outcome.source.url}: {outcome.error}", file=sys.stderr)
+            failed = failed or not outcome.ok or bool(outcome.failed)
+
+    async def poll(store: Store) -> None:
+        async with Poller(knowledge, store, limits=limits) as poller:
+            if args.once:
+                show(await poller.poll_all())
+            else:
+                await poller.run(show)
+
+    try:
+        store = Store(database)
+    except StoreError as exc:
+        print(f"Cannot use the database {database}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(poll(store))
+    finally:
+        store.close()
+    return 1 if failed else 0
 
 
 def _cmd_shell(args: argparse.Namespace) -> int:
