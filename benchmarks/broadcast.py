@@ -30,7 +30,7 @@ from telegram.request import HTTPXRequest
 from bot.knowledge import Article, KnowledgeBase
 from bot.notify import CONCURRENCY, notify_new, render_notification
 from bot.store import Store
-from tests.fake_telegram import FakeTelegram
+from bot.testing.fake_telegram import FakeTelegram
 
 TELEGRAM_RATE = 30  # messages per second, overall
 TELEGRAM_PER_CHAT = 1  # messages per second, per chat

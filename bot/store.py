@@ -70,6 +70,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO meta (key, value) VALUES ('announced_baseline', 'pending');
     """,
+    """
+    CREATE TABLE chat_languages (
+        chat_id INTEGER PRIMARY KEY,
+        language TEXT NOT NULL            -- a catalog's code: en, ru, kk
+    );
+    """,
 )
 
 
@@ -216,6 +222,19 @@ class Store:
             db.execute("DELETE FROM subscriptions WHERE chat_id = ?", (chat_id,))
             db.execute("DELETE FROM deliveries WHERE chat_id = ? AND delivered IS NULL", (chat_id,))
 
+    def chat_language(self, chat_id: int) -> str | None:
+        """The language the chat chose with /language (or subscribed in); None when it never did."""
+        rows = self._read("SELECT language FROM chat_languages WHERE chat_id = ?", (chat_id,))
+        return rows[0][0] if rows else None
+
+    def set_chat_language(self, chat_id: int, language: str | None) -> None:
+        with self._write() as db:
+            if language is None:
+                db.execute("DELETE FROM chat_languages WHERE chat_id = ?", (chat_id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO chat_languages (chat_id, language) VALUES (?, ?)",
+                           (chat_id, language))
+
     def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
         """A group became a supergroup (new id): its subscriptions and queue follow it."""
         with self._write() as db:
@@ -225,6 +244,7 @@ class Store:
             db.execute("DELETE FROM subscriptions WHERE chat_id = ?", (old_chat_id,))
             db.execute("UPDATE OR IGNORE deliveries SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id))
             db.execute("DELETE FROM deliveries WHERE chat_id = ?", (old_chat_id,))
+            db.execute("UPDATE OR IGNORE chat_languages SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id))
 
     # --- statistics ------------------------------------------------------
 

@@ -15,15 +15,32 @@ from typing import Any
 
 from telegram.ext import Application
 
-from bot.answer import Alternative, Answer
-from bot.app import webhook_options
+from bot.answer import Answer
 from bot.config import Settings
-from bot.handlers import ADMINS_ONLY, GONE, GROUP_ADMINS_ONLY, SLOW_DOWN, SORRY, answer_keyboard
 from bot.knowledge import Article, FaqEntry
-from bot.service import callback_key
+from bot.search import Hit
+from bot.telegram.app import webhook_options
+from bot.telegram.keyboards import answer_keyboard, callback_key
+from bot.testing.fake_telegram import BOT_ID, BOT_USERNAME, FakeTelegram
 from tests.conftest import LIBRARY, OFF_TOPIC_QUESTION, SEED_QUESTION, SEED_SENTENCE, make_article
-from tests.driver import ADMIN, RATE_LIMIT, REAL_LOOKING_TOKEN, USER, reply, run_env, running, say, service, until
-from tests.fake_telegram import BOT_ID, BOT_USERNAME, FakeTelegram
+from tests.driver import (
+    ADMIN,
+    ADMINS_ONLY,
+    EN,
+    GONE,
+    GROUP_ADMINS_ONLY,
+    RATE_LIMIT,
+    REAL_LOOKING_TOKEN,
+    SLOW_DOWN,
+    SORRY,
+    USER,
+    reply,
+    run_env,
+    running,
+    say,
+    service,
+    until,
+)
 
 SEED_PUBLISHER = "Government of the Republic of Kazakhstan"
 LIBRARY_HOURS = ("The central library extends its opening hours for students. "
@@ -156,15 +173,15 @@ def answer_id(tg: FakeTelegram, sent_params: dict[str, Any]) -> int:
 
 
 def _keyboard(answer: Answer) -> list[tuple[str, str]]:
-    markup = answer_keyboard(answer).to_dict()
+    markup = answer_keyboard(answer, EN).to_dict()
     return [(b["text"], b.get("url") or b["callback_data"]) for row in markup["inline_keyboard"] for b in row]
 
 
 def test_the_keyboard_follows_the_answer_tier() -> None:
     best = make_article("best", "Best match", "Body.")
     long_id = make_article("x" * 100, "An article with a very long id " + "and a long title " * 5, "Body.")
-    others = (Alternative(long_id.id, long_id.title, 0.4), Alternative("third", "Third", 0.3),
-              Alternative("fourth", "Fourth", 0.2))
+    others = (Hit(long_id, 0.4), Hit(make_article("third", "Third", "Body."), 0.3),
+              Hit(make_article("fourth", "Fourth", "Body."), 0.2))
     sure = _keyboard(Answer("q", True, True, 0.9, best, ("Body.",), None, others))
     assert sure[0] == ("Read at the source", "https://example.org/best")
     assert [data for _, data in sure[1:4]] == [f"a:{callback_key(long_id.id)}", "a:third", "a:fourth"]

@@ -23,11 +23,12 @@ from html.parser import HTMLParser
 from typing import Any
 
 from aiohttp import web
+from telegram.constants import InlineKeyboardButtonLimit, MessageLimit
 
 BOT_ID = 123456
 BOT_USERNAME = "civic_test_bot"
-MAX_MESSAGE_LENGTH = 4096
-MAX_CALLBACK_DATA_BYTES = 64
+MAX_MESSAGE_LENGTH = MessageLimit.MAX_TEXT_LENGTH
+MAX_CALLBACK_DATA_BYTES = InlineKeyboardButtonLimit.MAX_CALLBACK_DATA
 
 # Parameters the Bot API takes as plain strings: PTB sends them unquoted, so
 # they must not be JSON-decoded ("42" as text stays the string "42").
