@@ -179,7 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    configure_logging(settings)
+    redact = configure_logging(settings)
     try:
         run(settings)
     except KnowledgeError as exc:
@@ -194,7 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     except NetworkError as exc:
         where = settings.base_url or "api.telegram.org"
-        print(f"Cannot reach Telegram at {where}: {str(exc).replace(settings.token, '<token>')}", file=sys.stderr)
+        print(f"Cannot reach Telegram at {where}: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
 
