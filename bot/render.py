@@ -66,10 +66,10 @@ def card_parts(article: Article, tr: Translator, sentences: Sequence[str] = (), 
     summary = article.summary if summary is None else summary
     if summary.strip() and one_line(summary) not in {one_line(s) for s in sentences}:
         parts.append(clip(summary, SUMMARY, html_mode=html_mode))
-    byline = " · ".join(part for part in (tr.date(article.published), article.source or "") if part)
+    source = clip(article.source, BYLINE, html_mode=html_mode) if article.source else ""
+    byline = " · ".join(part for part in (tr.date(article.published), source) if part)   # a date keeps its NBSPs
     if byline:
-        clipped = clip(byline, BYLINE, html_mode=html_mode)
-        parts.append(f"<i>{clipped}</i>" if html_mode else clipped)
+        parts.append(f"<i>{byline}</i>" if html_mode else byline)
     url = web_url(article.url)
     if url:
         parts.append(link(url, tr("article.source_link"), html_mode=html_mode))

@@ -7,12 +7,14 @@ to it only through the fake server (users' updates in, the bot's API calls out),
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from telegram.ext import Application
 
 from bot.answer import Answer
@@ -352,6 +354,16 @@ async def test_latest_search_and_inline_mode(tg: FakeTelegram, app: Application)
     assert inline["results"][0]["input_message_content"]["parse_mode"] == "HTML"
     tg.push_inline_query("zzzqqq")
     assert (await tg.wait_for("answerInlineQuery"))["results"] == []
+
+
+async def test_a_count_that_is_not_a_number_gets_the_usage_not_a_traceback(
+    tg: FakeTelegram, app: Application, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        for count in ("²", "٣", "1" * 5000, "-1", "abc"):   # "²".isdigit() is true, and int() refuses it
+            assert (await say(tg, f"/latest {count}"))["text"] == EN("latest.usage")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert EN("latest.title") in (await say(tg, "/latest 2"))["text"]
 
 
 async def test_help_and_the_command_menus(tg: FakeTelegram, app: Application) -> None:

@@ -100,6 +100,34 @@ async def test_hundreds_of_questions_from_one_user_get_one_polite_reply_and_othe
     assert stats.answered <= RATE_LIMIT + len(others)   # refused questions cost no ranking and no write
 
 
+async def test_every_path_a_user_triggers_counts_against_the_one_limit(tg: FakeTelegram, app: Application) -> None:
+    """/latest, inline queries, article and "latest" buttons, and refusals (each a getChatMember in a group)."""
+    flooder, group = 667, -9191
+    tg.chat_admins[group] = {42}
+    latest = await say(tg, "/latest", chat_id=flooder)
+    latest_id = next(int(c.result["message_id"]) for c in tg.calls if c.params is latest)
+    article = next(b["callback_data"] for row in latest["reply_markup"]["inline_keyboard"] for b in row)
+    for n in range(60):
+        match n % 4:
+            case 0:
+                tg.push_message("/latest 3", chat_id=flooder, user_id=flooder)
+            case 1:
+                tg.push_inline_query("plan", user_id=flooder)
+            case 2:
+                tg.push_callback(article, chat_id=flooder, user_id=flooder, message_id=latest_id)
+            case _:
+                tg.push_message("/subscribe", chat_id=group, user_id=flooder)
+    await asyncio.sleep(1.5)
+    sent = [c.params["text"] for c in tg.calls if c.method == "sendMessage"]
+    shared = [c for c in tg.calls if c.method == "answerInlineQuery" and c.params["results"]]
+    members = [c for c in tg.calls if c.method == "getChatMember"]
+    alerts = [c.params.get("text") for c in tg.calls if c.method == "answerCallbackQuery"]
+    assert len(sent) - sent.count(SLOW_DOWN) + len(shared) <= RATE_LIMIT
+    assert len(members) <= RATE_LIMIT
+    assert sent.count(SLOW_DOWN) + alerts.count(SLOW_DOWN) == 1
+    assert SEED_SENTENCE in (await say(tg, SEED_QUESTION, chat_id=2020))["text"]   # others are not limited
+
+
 @contextlib.asynccontextmanager
 async def _bot(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[Path]:
     """`python -m bot run` until the block ends, then SIGTERM: a clean stop; yields its log file."""
