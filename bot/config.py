@@ -54,7 +54,7 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     log_level: str = "INFO"
-    user_rate_limit: int = 20                     # questions per user per minute; 0 turns the limit off
+    user_rate_limit: int = 20                     # requests per user per minute; 0 turns the limit off
 
 
 def environment(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> dict[str, str]:

@@ -23,7 +23,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from aiohttp import web
-from telegram.constants import InlineKeyboardButtonLimit, MessageLimit
+from telegram.constants import InlineKeyboardButtonLimit, InlineQueryLimit, InlineQueryResultLimit, MessageLimit
 
 BOT_ID = 123456
 BOT_USERNAME = "civic_test_bot"
@@ -676,7 +676,8 @@ class FakeTelegram:
     async def _api_answerInlineQuery(self, params: dict[str, Any]) -> Any:
         results = params.get("results") or []
         ids = [str(r.get("id", "")) for r in results]
-        if len(results) > 50 or len(set(ids)) != len(ids) or not all(0 < len(i.encode()) <= 64 for i in ids):
+        if (len(results) > InlineQueryLimit.RESULTS or len(set(ids)) != len(ids)
+                or not all(0 < len(i.encode()) <= InlineQueryResultLimit.MAX_ID_LENGTH for i in ids)):
             raise ApiError(400, "Bad Request: RESULT_ID_INVALID")
         for result in results:
             content = result.get("input_message_content") or {}
