@@ -55,8 +55,8 @@ def clip(text: str, limit: int, *, html_mode: bool = True) -> str:
 
 
 def link(url: str, label: str, *, html_mode: bool = True) -> str:
-    """A link in HTML mode (label already escaped), "label: url" in plain text."""
-    return f'<a href="{escape(url)}">{label}</a>' if html_mode else f"{label}: {url}"
+    """A link in HTML mode, "label: url" in plain text."""
+    return f'<a href="{escape(url)}">{escape(label)}</a>' if html_mode else f"{label}: {url}"
 
 
 def fit(lines: Sequence[str], more: Callable[[int], str], limit: int = MAX_MESSAGE) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,21 +98,28 @@ def test_run_without_a_token_explains_instead_of_a_traceback(tmp_path: Path) -> 
     assert "python -m bot shell" in result.stderr
 
 
-def test_the_token_never_reaches_the_log() -> None:
+@contextlib.contextmanager
+def redacted_log(name: str) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger whose one handler carries the bot's redaction filter, and what it wrote."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactToken(TOKEN))
-    logger = logging.getLogger("test_config.redaction")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_the_token_never_reaches_the_log() -> None:
+    with redacted_log("test_config.redaction") as (logger, stream):
         logger.warning("HTTP Request: POST https://api.telegram.org/bot%s/getUpdates", TOKEN)
         try:
             raise RuntimeError(f"connection to https://api.telegram.org/bot{TOKEN}/sendMessage failed")
         except RuntimeError:
             logger.exception("request failed")
-    finally:
-        logger.removeHandler(handler)
     output = stream.getvalue()
     assert "getUpdates" in output and "sendMessage failed" in output and "RuntimeError" in output
     assert TOKEN not in output
@@ -119,17 +128,9 @@ def test_the_token_never_reaches_the_log() -> None:
 
 def test_the_token_is_redacted_whatever_its_case() -> None:
     """python-telegram-bot lower-cases messages that begin "Bad Request: "; the redaction must not care."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactToken(TOKEN))
-    logger = logging.getLogger("test_config.redaction_case")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    with redacted_log("test_config.redaction_case") as (logger, stream):
         logger.error("bad request: chat not found for bot%s", TOKEN.lower())
         logger.error("%s", TOKEN.split(":")[1].upper())
-    finally:
-        logger.removeHandler(handler)
     output = stream.getvalue().lower()
     assert "chat not found" in output and output.count("<token>") == 2
     assert TOKEN.split(":")[1].lower() not in output

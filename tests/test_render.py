@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot import i18n
+from bot.answer import Answer
 from bot.knowledge import Changes, KnowledgeBase, Problem
-from bot.render import reload_report, stats_report
+from bot.render import reload_report, render_html, render_text, stats_report
 from bot.store import Stats
 from tests.conftest import make_article
 
@@ -40,3 +41,15 @@ def test_stats_escape_what_readers_typed() -> None:
     text = stats_report(stats, 5, EN)
     assert "Articles: 5" in text and "14 (10 answered, 4 not answered)" in text
     assert "&lt;script&gt;" in text and "<script>" not in text and "why &amp; how" in text
+
+
+def test_an_answer_to_a_question_in_another_language_says_so_first_and_still_answers() -> None:
+    article = make_article("forum", "Civil Forum recommendations", "Kaletayev presented the recommendations.")
+    answer = Answer("Что сказал Kaletayev?", True, True, 0.9, article, ("Kaletayev presented the recommendations.",),
+                    None, (), foreign_language="ru", kb_languages=("en", "kk"))
+    for language, names in (("ru", "английский, казахский"), ("kk", "ағылшын тілі, қазақ тілі")):
+        tr = i18n.translator(language)
+        text = render_html(answer, tr)
+        assert text.startswith(tr("answer.other_languages", question=tr.language_name("ru"), languages=names))
+        assert "Civil Forum recommendations" in text and "Kaletayev presented" in text
+    assert render_text(Answer("q", False, False, 0.1, None, (), None, ())).startswith(EN("answer.dont_know"))

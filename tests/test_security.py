@@ -20,20 +20,10 @@ from telegram.ext import Application
 
 from bot.testing.fake_telegram import BOT_USERNAME, FakeTelegram
 from tests.conftest import SEED_QUESTION, SEED_SENTENCE
-from tests.driver import (
-    ADMIN,
-    ADMINS_ONLY,
-    RATE_LIMIT,
-    REAL_LOOKING_TOKEN,
-    SLOW_DOWN,
-    SORRY,
-    USER,
-    reply,
-    run_env,
-    say,
-    service,
-)
+from tests.driver import ADMIN, EN, RATE_LIMIT, REAL_LOOKING_TOKEN, USER, reply, run_env, say, service
 from tests.test_fuzz import files_touched, not_code
+
+ADMINS_ONLY, SLOW_DOWN, SORRY = EN("refusal.bot_admins"), EN("refusal.slow_down"), EN("refusal.sorry")
 
 ANONYMOUS_ADMIN_BOT = 1087968824   # the user Telegram puts in `from` when a group admin posts as the group
 

@@ -61,3 +61,19 @@ def test_the_shell_lists_problems_instead_of_a_traceback(tmp_path: Path) -> None
                             input="", capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1
     assert "x.yaml:1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_shell_speaks_the_language_asked_for(knowledge_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ru = i18n.translator("ru")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "shell", "--knowledge", str(knowledge_dir), "--language", "ru"],
+        input=f"{OFF_TOPIC_QUESTION}\n/latest\n/help\n/search\n", capture_output=True, text=True, env=env,
+        timeout=120, cwd=knowledge_dir.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    for text in (ru("answer.dont_know"), ru("latest.title"), ru("command.search"), ru("search.usage")):
+        assert text in result.stdout
+    wrong = subprocess.run([sys.executable, "-m", "bot", "shell", "--knowledge", str(knowledge_dir), "--language",
+                            "xx"], input="", capture_output=True, text=True, env=env, timeout=120)
+    assert wrong.returncode == 2 and "--language" in wrong.stderr
