@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("run", help="run the Telegram bot")
     p.set_defaults(func=_cmd_run)
 
+    p = commands.add_parser("migrate-db", help="copy a SQLite database into PostgreSQL (safe to repeat)")
+    p.add_argument("--from", dest="source", type=Path, required=True, metavar="FILE", help="the SQLite database")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="postgresql://user:pass@host/db")
+    p.set_defaults(func=_cmd_migrate_db)
+
     p = commands.add_parser("shell", help="chat with the bot in the terminal, without Telegram")
     _knowledge_arg(p)
     p.add_argument("--language", default=None, metavar="CODE",
@@ -196,6 +201,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         where = settings.base_url or "api.telegram.org"
         print(f"Cannot reach Telegram at {where}: {redact(str(exc))}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_migrate_db(args: argparse.Namespace) -> int:
+    from bot.store import Store, StoreError
+    from bot.store.migrate import copy
+    from bot.store.postgres import PostgresBackend
+
+    if not args.source.is_file():
+        print(f"No SQLite database at {args.source}", file=sys.stderr)
+        return 2
+    try:
+        source = Store(args.source)
+        try:
+            target = Store.on(PostgresBackend(args.target))
+            try:
+                counts = copy(source, target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except StoreError as exc:
+        print(f"Nothing was copied: {exc}", file=sys.stderr)
+        return 1
+    print(", ".join(f"{name}: {count}" for name, count in counts.items()))
     return 0
 
 

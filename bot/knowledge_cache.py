@@ -26,6 +26,7 @@ import yaml
 
 from bot import knowledge
 from bot.knowledge import Article
+from bot.store.files import owner_only, restrict
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class ArticleCache:
             changed = [_row(path[start:], stamp, article) for path, (stamp, article) in entries.items()
                        if saved.get(path) != stamp and path.startswith(self._prefix)]
             removed = [(path[start:],) for path in saved if path not in entries]
+            restrict([self.path])   # a cache an earlier version left readable by everyone
             with self._connect() as db:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("DELETE FROM articles WHERE path = ?", removed)
@@ -166,18 +168,23 @@ class ArticleCache:
         self._saved = {path: stamp for path, (stamp, _) in entries.items() if path.startswith(self._prefix)}
 
     def _recreate(self) -> None:
-        """An empty cache for this reader and directory, swapped in whole over whatever was there."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = self.path.with_name(f".{self.path.name}.new")
-        for stale in (fresh, fresh.with_name(fresh.name + "-journal")):
-            stale.unlink(missing_ok=True)
-        db = sqlite3.connect(fresh, isolation_level=None)
-        try:
-            db.executescript(_SCHEMA)
-            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                           [("version", str(self._version)), ("knowledge_dir", self._owner)])
-        finally:
-            db.close()
+        """An empty cache for this reader and directory, swapped in whole over whatever was there.
+
+        Readable by its owner only, like the bot's database (its journal inherits the file's mode).
+        """
+        with owner_only():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = self.path.with_name(f".{self.path.name}.new")
+            for stale in (fresh, fresh.with_name(fresh.name + "-journal")):
+                stale.unlink(missing_ok=True)
+            db = sqlite3.connect(fresh, isolation_level=None)
+            try:
+                restrict([fresh])
+                db.executescript(_SCHEMA)
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                               [("version", str(self._version)), ("knowledge_dir", self._owner)])
+            finally:
+                db.close()
         self.path.with_name(self.path.name + "-journal").unlink(missing_ok=True)
         fresh.replace(self.path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -180,3 +181,18 @@ def test_files_with_problems_are_reported_on_every_start(kb_dir: Path, cache: Pa
         with pytest.raises(KnowledgeError) as caught:
             start(kb_dir, store, cache)
         assert [p.path for p in caught.value.problems] == [bad]
+
+
+def test_the_cache_is_readable_by_its_owner_only(kb_dir: Path, cache: Path, store: Store) -> None:
+    start(kb_dir, store, cache)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+
+
+def test_a_cache_left_world_readable_by_an_earlier_version_is_made_owner_only(
+        kb_dir: Path, cache: Path, store: Store) -> None:
+    start(kb_dir, store, cache)
+    cache.chmod(0o644)
+    write(kb_dir, make_article("market", "Market moves", "The Sunday market moves to the station square."))
+    start(kb_dir, store, cache)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600

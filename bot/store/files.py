@@ -1,0 +1,33 @@
+"""Files only their owner may read: what the bot keeps names chats and what they asked."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PRIVATE = 0o600
+
+_umask_lock = threading.Lock()   # the umask is the process's: two threads restoring it in turn must not interleave
+
+
+@contextmanager
+def owner_only() -> Iterator[None]:
+    """Files and directories created inside are readable by their owner alone (umask 077)."""
+    with _umask_lock:
+        previous = os.umask(0o077)
+        try:
+            yield
+        finally:
+            os.umask(previous)
+
+
+def restrict(paths: Iterable[Path]) -> None:
+    """Make existing files (e.g. created 0644 by an earlier version) owner-only; missing ones are skipped."""
+    for path in paths:
+        try:
+            os.chmod(path, PRIVATE)
+        except FileNotFoundError:
+            continue
