@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks import workloads
 from benchmarks.report import Figure, Section, share
 from bot.store import Store, open_store
-from tests.postgres import cluster, new_database
+from bot.testing.postgres import cluster, new_database
 
 BATCH = 50        # chats per claim: a broadcast worker's bite
 THREADS = 4       # callers at once in the concurrency figure
