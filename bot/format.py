@@ -24,6 +24,7 @@ BUTTON_TITLE = 60    # an article's title on a button: phones show little more
 SUMMARY = 1000       # a summary in a card
 QUOTE = 1200         # the answering sentences, all together
 BYLINE = 200         # date and publisher
+HEADING = 200        # the title of a list
 QUOTED_WORDS = 100   # a reader's words quoted back ("articles about …")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from bot.answer import ALTERNATIVES, Answer, display_title
 from bot.format import (
     BYLINE,
+    HEADING,
     MAX_MESSAGE,
     QUOTE,
     QUOTED_WORDS,
@@ -82,13 +83,10 @@ def article_card(article: Article, tr: Translator, sentences: Sequence[str] = ()
 
 
 def article_list(title: str, articles: Sequence[Article], tr: Translator, html_mode: bool = True) -> str:
-    """A short numbered list (title, date, link) for /search and /latest, cut to fit one message.
-
-    `title` is already escaped (it comes from a catalog, with any reader's words clipped and escaped).
-    """
+    """A short numbered list (title, date, link) for /search and /latest, cut to fit one message."""
     if not articles:
         return tr("browse.none")
-    lines = [bold(title, html_mode)]
+    lines = [bold(clip(title, HEADING, html_mode=html_mode), html_mode)]
     used = telegram_length(lines[0])
     for number, article in enumerate(articles, start=1):
         name = clip(display_title(article), TITLE, html_mode=html_mode)
@@ -106,9 +104,9 @@ def article_list(title: str, articles: Sequence[Article], tr: Translator, html_m
     return "\n".join(lines)
 
 
-def about(tr: Translator, words: str, html_mode: bool = True) -> str:
-    """The title of a list of search results."""
-    return tr("browse.about", words=clip(words, QUOTED_WORDS, html_mode=html_mode))
+def about(tr: Translator, words: str) -> str:
+    """The title of a list of search results (plain text: `article_list` escapes it)."""
+    return tr("browse.about", words=clip(words, QUOTED_WORDS, html_mode=False))
 
 
 def no_match(tr: Translator, words: str, html_mode: bool = True) -> str:
@@ -118,9 +116,9 @@ def no_match(tr: Translator, words: str, html_mode: bool = True) -> str:
 # --- answers ---------------------------------------------------------------------
 
 
-def _titles(hits: Sequence[Article], html_mode: bool) -> str:
+def _titles(articles: Sequence[Article], html_mode: bool) -> str:
     return "\n".join(f"{number}. {bold(clip(display_title(article), 250, html_mode=html_mode), html_mode)}"
-                     for number, article in enumerate(hits[:ALTERNATIVES], start=1))
+                     for number, article in enumerate(articles[:ALTERNATIVES], start=1))
 
 
 def _answer_body(answer: Answer, tr: Translator, html_mode: bool) -> str:

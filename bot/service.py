@@ -294,9 +294,6 @@ class Service:
         """Newest first (ordered once per knowledge base, not per call)."""
         return list(self._loaded.newest[: max(1, min(n, MAX_LIST))])
 
-    def article_key(self, article_id: str) -> str:
-        return self._article_key(article_id)
-
     def article(self, key: str) -> Article | None:
         """The article a callback key names, or None for an unknown, stale or forged key."""
         loaded = self._loaded

@@ -8,7 +8,7 @@ from telegram import InlineQueryResultArticle, InputTextMessageContent, Message,
 from telegram.constants import ParseMode
 
 from bot.answer import display_title
-from bot.format import clip, escape
+from bot.format import clip
 from bot.i18n import Translator
 from bot.knowledge import Article
 from bot.render import about, article_card, article_list, no_match
@@ -42,7 +42,7 @@ async def latest(update: Update, context: Context, tr: Translator) -> None:
     if count is None:
         await message.reply_text(tr("latest.usage"))
         return
-    await _send_list(message, escape(tr("latest.title")), service_of(context).latest(count), tr)
+    await _send_list(message, tr("latest.title"), service_of(context).latest(count), tr)
 
 
 async def search(update: Update, context: Context, tr: Translator) -> None:
@@ -99,7 +99,7 @@ async def latest_button(update: Update, context: Context, tr: Translator, messag
     query = update.callback_query
     assert query is not None
     await query.answer()
-    await _send_list(message, escape(tr("latest.title")), service_of(context).latest(DEFAULT_COUNT), tr)
+    await _send_list(message, tr("latest.title"), service_of(context).latest(DEFAULT_COUNT), tr)
 
 
 def latest_in_terminal(service: Service, words: str, tr: Translator) -> str:
@@ -116,4 +116,4 @@ def search_in_terminal(service: Service, words: str, tr: Translator) -> str:
     hits = service.search(query, k=SEARCH_RESULTS)
     if not hits:
         return no_match(tr, query, html_mode=False)
-    return article_list(about(tr, query, html_mode=False), [h.article for h in hits], tr, html_mode=False)
+    return article_list(about(tr, query), [h.article for h in hits], tr, html_mode=False)
