@@ -7,12 +7,11 @@ real python-telegram-bot Application with AIORateLimiter set to the same
 scaled limit. Baseline in the same run: the naive broadcast (as many messages
 in flight as ours, but no rate limiter, no retry, no delivery log).
 
-    python -m benchmarks.broadcast [--subscribers 10000] [--scale 5]
+    python -m benchmarks.broadcast [--quick] [--shared ../shared]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import re
@@ -27,13 +26,19 @@ from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
+from benchmarks import workloads
+from benchmarks.report import Figure, Section, share, table
 from bot.knowledge import Article, KnowledgeBase
-from bot.notify import CONCURRENCY, notify_new, render_notification
+from bot.notify import CONCURRENCY, notify_new
+from bot.render import render_notification
 from bot.store import Store
-from tests.fake_telegram import FakeTelegram
+from bot.testing.fake_telegram import FakeTelegram
 
 TELEGRAM_RATE = 30  # messages per second, overall
 TELEGRAM_PER_CHAT = 1  # messages per second, per chat
+SCALE = 5  # Telegram's limits multiplied, so that 10,000 subscribers finish in well under a minute
+SUBSCRIBERS = 10_000
+QUICK_SUBSCRIBERS = 300
 
 ARTICLE = Article(
     id="bench-1", title="Benchmark article", published=None, source="Bench", url="https://bench.example.org/1",
@@ -111,39 +116,44 @@ async def _naive(subscribers: int, scale: float) -> Row:
         return _row("baseline: no limiter, no retry", tg, subscribers, seconds, limit)
 
 
-def _print(rows: list[Row]) -> None:
-    header = (
-        f"{'broadcast':38} {'subs':>6} {'attempted':>9} {'delivered':>9} {'429s':>6} {'dup':>4} {'lost':>6} "
-        f"{'seconds':>8} {'msg/s':>7} {'limit':>6} {'of limit':>8}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(
-            f"{r.name:38} {r.subscribers:>6} {r.attempted:>9} {r.delivered:>9} {r.rate_limited:>6} "
-            f"{r.duplicates:>4} {r.lost:>6} {r.seconds:>8.1f} {r.rate:>7.1f} {r.limit:>6.0f} {r.fraction:>8.1%}"
-        )
-
-
-async def run(subscribers: int, scale: float) -> list[Row]:
+async def measure(subscribers: int, scale: float) -> list[Row]:
     with tempfile.TemporaryDirectory() as workdir:
         ours = await _ours(subscribers, scale, Path(workdir))
     naive = await _naive(subscribers, scale)
     return [ours, naive]
 
 
-def main(argv: list[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscribers", type=int, default=10_000)
-    parser.add_argument("--scale", type=float, default=5, help="multiply Telegram's limits to finish sooner")
-    args = parser.parse_args(argv)
-    print(
-        f"Broadcast to {args.subscribers} subscribers; server limit {TELEGRAM_RATE * args.scale:.0f} msg/s overall, "
-        f"{TELEGRAM_PER_CHAT * args.scale:.0f} msg/s per chat (Telegram's limits x{args.scale:g})"
-    )
-    rows = asyncio.run(run(args.subscribers, args.scale))
-    _print(rows)
-    return rows
+def run(shared: Path, quick: bool = False) -> Section:
+    section = Section("broadcast", "5. Broadcast to subscribers through a rate-limited fake Bot API")
+    subscribers = QUICK_SUBSCRIBERS if quick else SUBSCRIBERS
+    ours, naive = rows = asyncio.run(measure(subscribers, SCALE))
+    n = f"{ours.subscribers:,} subscribers"
+    full = ours.subscribers >= SUBSCRIBERS
+    section.figures = [
+        Figure(f"achieved rate, {n}", f"{ours.rate:.1f} msg/s = {ours.fraction:.1%} of the limit",
+               f"naive sender {naive.rate:.1f} msg/s = {naive.fraction:.1%}", share(ours.rate, naive.rate),
+               ">= 95% of the limit at 10,000", ours.fraction >= 0.95 if full else None),
+        Figure(f"delivered / attempted, {n}", f"{ours.delivered:,} / {ours.attempted:,}",
+               f"naive sender {naive.delivered:,} / {naive.attempted:,}",
+               share(ours.delivered, naive.delivered), "every subscriber reached",
+               ours.delivered == ours.subscribers if full else None),
+        Figure(f"lost / duplicated, {n}", f"{ours.lost:,} / {ours.duplicates:,}",
+               f"naive sender {naive.lost:,} / {naive.duplicates:,}", "", "0 lost, 0 duplicated",
+               ours.lost == 0 and ours.duplicates == 0 if full else None),
+        Figure(f"429 answers received, {n}", f"{ours.rate_limited:,}", f"naive sender {naive.rate_limited:,}", ""),
+    ]
+    section.details.append(table(
+        ("sender", "subscribers", "attempted", "delivered", "429s", "duplicated", "lost", "seconds", "msg/s",
+         "limit msg/s", "of limit"),
+        [(r.name, r.subscribers, r.attempted, r.delivered, r.rate_limited, r.duplicates, r.lost, f"{r.seconds:.1f}",
+          f"{r.rate:.1f}", f"{r.limit:.0f}", f"{r.fraction:.1%}") for r in rows]))
+    section.notes.append(f"Server limit {TELEGRAM_RATE * SCALE:.0f} msg/s overall, {TELEGRAM_PER_CHAT * SCALE:.0f} "
+                         f"msg/s per chat (Telegram's limits x{SCALE:g}).")
+    return section
+
+
+def main(argv: list[str] | None = None) -> Section:
+    return workloads.command_line(run, __doc__, f"{QUICK_SUBSCRIBERS} subscribers", argv)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("shell", help="chat with the bot in the terminal, without Telegram")
     _knowledge_arg(p)
+    p.add_argument("--language", default=None, metavar="CODE",
+                   help="the language the bot speaks: en, ru or kk (default: English)")
     p.set_defaults(func=_cmd_shell)
 
     return parser
@@ -131,7 +133,8 @@ def _load_index(knowledge: Path) -> Index | None:
 def _cmd_ask(args: argparse.Namespace) -> int:
     import json
 
-    from bot.answer import answer_question, render_text
+    from bot.answer import answer_question
+    from bot.render import render_text
 
     index = _load_index(knowledge_dir(args))
     if index is None:
@@ -177,17 +180,17 @@ def _print_problems(knowledge: Path, problems: Sequence[object]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from telegram.error import InvalidToken, NetworkError
 
-    from bot.app import run
     from bot.config import ConfigError, configure_logging, load_settings
     from bot.knowledge import KnowledgeError
     from bot.store import StoreError
+    from bot.telegram.app import run
 
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    configure_logging(settings)
+    redact = configure_logging(settings)
     try:
         run(settings)
     except KnowledgeError as exc:
@@ -202,7 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     except NetworkError as exc:
         where = settings.base_url or "api.telegram.org"
-        print(f"Cannot reach Telegram at {where}: {str(exc).replace(settings.token, '<token>')}", file=sys.stderr)
+        print(f"Cannot reach Telegram at {where}: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
 
@@ -288,29 +291,19 @@ def _cmd_poll(args: argparse.Namespace) -> int:
 
 
 def _cmd_shell(args: argparse.Namespace) -> int:
+    from bot import i18n, shell
     from bot.knowledge import KnowledgeError
-    from bot.service import SHELL_HELP, Service, shell_reply
+    from bot.service import Service
     from bot.store import Store
 
+    if args.language is not None and args.language not in i18n.languages():
+        print(f"--language must be one of {', '.join(i18n.languages())}, not {args.language!r}", file=sys.stderr)
+        return 2
     knowledge = knowledge_dir(args)
     try:
         service = Service(knowledge, Store(":memory:"))
     except KnowledgeError as exc:
         _print_problems(knowledge, exc.problems)
         return 1
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print(f"{len(service.kb.articles)} articles from {knowledge}. {SHELL_HELP}\n")
-    while True:
-        try:
-            line = input("you> ") if interactive else sys.stdin.readline()
-        except EOFError:
-            break
-        if not interactive and not line:
-            break
-        reply = shell_reply(service, line)
-        if reply is None:
-            break
-        if reply:
-            print(reply + "\n", flush=True)
+    shell.run(service, i18n.translator(args.language), interactive=sys.stdin.isatty())
     return 0

@@ -1,4 +1,5 @@
-"""Telling subscribers about new articles: who gets what (pure), how it reads (pure), and the broadcast.
+"""Telling subscribers about new articles: who gets what (pure), and the broadcast (how it reads, in each
+chat's language: `bot.render.render_messages`).
 
 The broadcast is driven by the store's delivery log: every (chat, article)
 pair is queued before anything is sent and marked delivered right after the
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import html
 import logging
 import time
 import warnings
@@ -23,19 +23,18 @@ from functools import lru_cache
 import telegram
 from aiolimiter import AsyncLimiter
 from telegram import LinkPreviewOptions
-from telegram.constants import FloodLimit, MessageLimit, ParseMode
+from telegram.constants import FloodLimit, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.knowledge import Article, KnowledgeBase, web_url
+from bot import i18n
+from bot.knowledge import Article, KnowledgeBase
+from bot.render import render_messages
 from bot.store import Store, Subscription
-from bot.text import stem_words, telegram_length, terms, words
+from bot.text import stem_words, terms, words
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = MessageLimit.MAX_TEXT_LENGTH  # 4096
-MAX_TITLE = 300
-MAX_SUMMARY = 1200
 CONCURRENCY = 16  # enough in flight to keep 30 msg/s going at Telegram's ~0.3 s round trip
 ATTEMPTS = 4  # tries for timeouts, network errors and 5xx before leaving a message pending
 MAX_FLOOD_WAITS = 8  # 429s in a row for one message before it is left pending
@@ -77,86 +76,6 @@ def plan(articles: Sequence[Article], subscriptions: Sequence[Subscription]) -> 
                 seen.add(pair)
                 out.append(pair)
     return out
-
-
-# --- how it reads ----------------------------------------------------------
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _date(published: dt.date | None) -> str:
-    return published.isoformat() if published else ""
-
-
-def _card(article: Article) -> str:
-    """Title, summary, date and source, link; the summary gives way if the escaped text would be too long."""
-    e = html.escape
-    head = f"🆕 <b>{e(_clip(article.title, MAX_TITLE))}</b>"
-    meta = " · ".join(x for x in (_date(article.published), _clip(article.source or "", 100)) if x)
-    url = web_url(article.url)
-    tail = "\n".join(x for x in (e(meta), f'<a href="{e(url)}">Read the article</a>' if url else "") if x)
-    limit = MAX_SUMMARY
-    while True:
-        summary = e(_clip(article.summary, limit)) if limit else ""
-        text = "\n\n".join(x for x in (head, summary, tail) if x)
-        if telegram_length(text) <= MAX_MESSAGE:
-            return text
-        limit //= 2
-
-
-def _digest_line(article: Article) -> str:
-    e = html.escape
-    title = e(_clip(article.title, MAX_TITLE))
-    url = web_url(article.url)
-    line = f'• <a href="{e(url)}">{title}</a>' if url else f"• {title}"
-    date = _date(article.published)
-    return f"{line} — {date}" if date else line
-
-
-_CONTINUED = "🆕 <b>More new articles</b>"
-
-
-def _header(count: int) -> str:
-    return f"🆕 <b>{count} new articles</b>"
-
-
-def render_messages(articles: Sequence[Article]) -> list[tuple[tuple[str, ...], str]]:
-    """(article ids, HTML) per message: one card for one article, else digests of as many lines as fit."""
-    if len(articles) == 1:
-        return [((articles[0].id,), _card(articles[0]))]
-    header = _header(len(articles))
-    messages: list[tuple[tuple[str, ...], str]] = []
-    ids: list[str] = []
-    lines: list[str] = [header, ""]
-    used = telegram_length(header) + 1
-    for article in articles:
-        line = _digest_line(article)
-        if ids and used + 1 + telegram_length(line) > MAX_MESSAGE:
-            messages.append((tuple(ids), "\n".join(lines)))
-            ids, lines, used = [], [_CONTINUED, ""], telegram_length(_CONTINUED) + 1
-        ids.append(article.id)
-        lines.append(line)
-        used += telegram_length(line) + 1
-    messages.append((tuple(ids), "\n".join(lines)))
-    return messages
-
-
-def render_notification(articles: Sequence[Article]) -> str:
-    """One message (HTML, at most 4096): a card for one article, a digest for several (the rest counted)."""
-    if not articles:
-        raise ValueError("nothing to notify about")
-    (ids, text), *rest = render_messages(articles)
-    if not rest:
-        return text
-    shown = list(ids)
-    while True:
-        tail = f"… and {len(articles) - len(shown)} more: /latest"
-        if telegram_length(text) + 1 + telegram_length(tail) <= MAX_MESSAGE:
-            return f"{text}\n{tail}"
-        shown.pop()
-        text = text.rsplit("\n", 1)[0]
 
 
 # --- the broadcast ---------------------------------------------------------
@@ -249,7 +168,8 @@ class _Broadcast:
 
     async def deliver_chat(self, chat_id: int, articles: list[Article]) -> None:
         sent = False
-        for ids, text in render_messages(articles):
+        language = self.store.chat_language(chat_id) or i18n.DEFAULT
+        for ids, text in render_messages(articles, language):
             outcome = await self.send(chat_id, ids, text)
             if isinstance(outcome, int):
                 chat_id, sent = outcome, True
