@@ -3,8 +3,8 @@
     python -m benchmarks [--quick] [--shared ../shared] [--only NAME ...] [--output FILE]
 
 Sections: latency (item 1), throughput (2), startup (3 and 4: start-up, reload,
-memory), broadcast (5), build (6), and the quality sections summaries and
-retrieval. Each figure is printed beside its baseline measured in the same run,
+memory), broadcast (5), build (6), store (issue 12: PostgreSQL beside SQLite), and
+the quality sections summaries and retrieval. Each figure is printed beside its baseline measured in the same run,
 the ratio between them, and the issue's goal. A section that is missing or
 fails is reported as such and the others still run. The machine (cores, Python,
 library versions, load) is recorded at the top.
@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import datetime as dt
 import importlib
-import io
 import logging
 import os
 import platform
@@ -30,23 +29,16 @@ import traceback
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import bm25s
 
 from benchmarks import workloads
-from benchmarks.report import Figure, Section, difference, faster, figures_table, render, share, table
+from benchmarks.report import Section, figures_table, render, table
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 LIBRARIES = ("python-telegram-bot", "httpx", "aiolimiter", "rapidfuzz", "bm25s", "numpy", "scipy", "PyStemmer",
              "wordllama", "tokenizers", "PyYAML", "sentencex", "aiohttp", "rouge-score")
-TITLES = {
-    "broadcast": "5. Broadcast to subscribers through a rate-limited fake Bot API",
-    "build": "6. Build (`python -m bot build`, with summaries)",
-    "summaries": "Summary quality (BBC News Summary, ROUGE)",
-    "retrieval": "Answer quality (rtqa_news, xquad_en, xquad_ru)",
-}
 
 
 # --- the machine -----------------------------------------------------------------
@@ -98,121 +90,12 @@ def machine() -> list[tuple[str, str]]:
     ]
 
 
-# --- the existing sections, adapted to one table each ---------------------------------
+# --- the sections: each module's `run(shared, quick) -> Section` --------------------
 
-def _quiet(entry: Callable[[list[str]], Any], argv: list[str]) -> tuple[Any, str]:
-    """Call a section's `main(argv)` with its own printing captured (its rows are tabled here instead)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        result = entry(argv)
-    return result, out.getvalue().strip()
+ORDER = ("latency", "throughput", "startup", "broadcast", "build", "store", "summaries", "retrieval")
 
 
-def _skipped(section: Section, printed: str) -> Section:
-    last = printed.splitlines()[-1] if printed else "the section returned no results"
-    section.skipped = last.removeprefix("Skipped: ")
-    return section
-
-
-def broadcast_section(shared: Path, quick: bool) -> Section:
-    from benchmarks import broadcast
-
-    section = Section("broadcast", TITLES["broadcast"])
-    argv = ["--subscribers", "300", "--scale", "5"] if quick else []
-    rows, printed = _quiet(broadcast.main, argv)
-    if not rows:
-        return _skipped(section, printed)
-    ours, naive = rows
-    n = f"{ours.subscribers:,} subscribers"
-    full = ours.subscribers >= 10_000
-    section.figures = [
-        Figure(f"achieved rate, {n}", f"{ours.rate:.1f} msg/s = {ours.fraction:.1%} of the limit",
-               f"naive sender {naive.rate:.1f} msg/s = {naive.fraction:.1%}", share(ours.rate, naive.rate),
-               ">= 95% of the limit at 10,000", ours.fraction >= 0.95 if full else None),
-        Figure(f"delivered / attempted, {n}", f"{ours.delivered:,} / {ours.attempted:,}",
-               f"naive sender {naive.delivered:,} / {naive.attempted:,}",
-               share(ours.delivered, naive.delivered), "every subscriber reached",
-               ours.delivered == ours.subscribers if full else None),
-        Figure(f"lost / duplicated, {n}", f"{ours.lost:,} / {ours.duplicates:,}",
-               f"naive sender {naive.lost:,} / {naive.duplicates:,}", "", "0 lost, 0 duplicated",
-               ours.lost == 0 and ours.duplicates == 0 if full else None),
-        Figure(f"429 answers received, {n}", f"{ours.rate_limited:,}", f"naive sender {naive.rate_limited:,}", ""),
-    ]
-    section.details.append(table(
-        ("sender", "subscribers", "attempted", "delivered", "429s", "duplicated", "lost", "seconds", "msg/s",
-         "limit msg/s", "of limit"),
-        [(r.name, r.subscribers, r.attempted, r.delivered, r.rate_limited, r.duplicates, r.lost, f"{r.seconds:.1f}",
-          f"{r.rate:.1f}", f"{r.limit:.0f}", f"{r.fraction:.1%}") for r in rows]))
-    section.notes.append(printed.splitlines()[0])
-    return section
-
-
-def build_section(shared: Path, quick: bool) -> Section:
-    from benchmarks import build
-
-    section = Section("build", TITLES["build"])
-    argv = ["--data", str(shared / "eval" / "rtqa_news")] + (["--articles", "300"] if quick else [])
-    rows, printed = _quiet(build.main, argv)
-    if not rows:
-        return _skipped(section, printed)
-    first, again = rows
-    section.figures = [
-        Figure(f"build, {first.articles:,} articles (clean, detect language, summarise, write YAML)",
-               f"{first.per_second:.0f} articles/s ({first.seconds:.1f} s, {first.failed} failed)",
-               f"rebuild with nothing changed {again.per_second:.0f} articles/s ({again.seconds:.1f} s)",
-               faster(first.seconds, again.seconds).replace("faster", "faster rebuild")),
-    ]
-    section.details.append(build.table(rows))
-    return section
-
-
-def summaries_section(shared: Path, quick: bool) -> Section:
-    from benchmarks import summaries
-
-    section = Section("summaries", TITLES["summaries"])
-    data = shared / "eval" / "bbc_news_summary" / "articles.jsonl"
-    argv = ["--data", str(data)] + (["--limit", "60"] if quick else [])
-    rows, printed = _quiet(summaries.main, argv)
-    if not rows:
-        return _skipped(section, printed)
-    lead, ours = rows
-    section.figures = [
-        Figure(f"ROUGE-1 F, {ours.articles:,} articles", f"{ours.rouge1:.3f}", f"Lead-3 {lead.rouge1:.3f}",
-               difference(ours.rouge1, lead.rouge1)),
-        Figure(f"ROUGE-2 F, {ours.articles:,} articles", f"{ours.rouge2:.3f}", f"Lead-3 {lead.rouge2:.3f}",
-               difference(ours.rouge2, lead.rouge2)),
-        Figure(f"ROUGE-L F, {ours.articles:,} articles", f"{ours.rouge_l:.3f}", f"Lead-3 {lead.rouge_l:.3f}",
-               difference(ours.rouge_l, lead.rouge_l)),
-        Figure("summary time per article", f"{ours.ms_per_article:.2f} ms", f"Lead-3 {lead.ms_per_article:.2f} ms", ""),
-    ]
-    section.details.append(summaries.table(rows))
-    return section
-
-
-def retrieval_section(shared: Path, quick: bool) -> Section:
-    from benchmarks import retrieval
-
-    section = Section("retrieval", TITLES["retrieval"])
-    retrieval.EVAL = shared / "eval"  # the section reads its data from this module constant
-    rows, printed = _quiet(retrieval.main, ["--limit", "60"] if quick else [])
-    if not rows:
-        return _skipped(section, printed)
-    for ours, bm25 in zip(rows[::2], rows[1::2], strict=True):
-        if ours.part != "all":
-            continue
-        n = f"{ours.dataset}, {ours.scores.questions:,} questions"
-        section.figures += [
-            Figure(f"top-1, {n}", f"{ours.scores.top1:.3f}", f"plain BM25 {bm25.scores.top1:.3f}",
-                   difference(ours.scores.top1, bm25.scores.top1), ">= plain BM25",
-                   ours.scores.top1 >= bm25.scores.top1),
-            Figure(f"top-1 with typos, {n}", f"{ours.typo_top1:.3f}", f"plain BM25 {bm25.typo_top1:.3f}",
-                   difference(ours.typo_top1, bm25.typo_top1)),
-        ]
-    section.details.append(retrieval.table(rows))
-    return section
-
-
-def _own(name: str) -> Callable[[Path, bool], Section]:
+def _section(name: str) -> Callable[[Path, bool], Section]:
     def run(shared: Path, quick: bool) -> Section:
         module = importlib.import_module(f"benchmarks.{name}")
         section: Section = module.run(shared, quick)
@@ -221,18 +104,11 @@ def _own(name: str) -> Callable[[Path, bool], Section]:
     return run
 
 
-SECTIONS: dict[str, Callable[[Path, bool], Section]] = {
-    "latency": _own("latency"),
-    "throughput": _own("throughput"),
-    "startup": _own("startup"),
-    "broadcast": broadcast_section,
-    "build": build_section,
-    "summaries": summaries_section,
-    "retrieval": retrieval_section,
-}
+SECTIONS: dict[str, Callable[[Path, bool], Section]] = {name: _section(name) for name in ORDER}
 SECTION_TITLES = {
     "latency": "1. Answer latency", "throughput": "2. Bot throughput", "startup": "3-4. Start-up, reload and memory",
-    **TITLES,
+    "broadcast": "5. Broadcast", "build": "6. Build", "store": "7. Store", "summaries": "Summary quality",
+    "retrieval": "Answer quality",
 }
 
 

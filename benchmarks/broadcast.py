@@ -27,9 +27,10 @@ from telegram.request import HTTPXRequest
 from benchmarks import workloads
 from benchmarks.report import Figure, Section, share, table
 from bot.knowledge import Article, KnowledgeBase
-from bot.notify import CONCURRENCY, broadcast, plan, render_notification
+from bot.notify import CONCURRENCY, broadcast, plan
+from bot.render import render_notification
 from bot.store import Store, open_store
-from tests.fake_telegram import FakeTelegram
+from bot.testing.fake_telegram import FakeTelegram
 from tests.postgres import cluster, new_database
 
 TELEGRAM_RATE = 30  # messages in any sliding second, overall
@@ -174,8 +175,7 @@ def run(shared: Path, quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> Section:
-    args = workloads.section_arguments(__doc__, f"{QUICK_SUBSCRIBERS} subscribers").parse_args(argv)
-    return workloads.run_alone(run, args.shared, args.quick)
+    return workloads.command_line(run, __doc__, f"{QUICK_SUBSCRIBERS} subscribers", argv)
 
 
 if __name__ == "__main__":

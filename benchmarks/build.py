@@ -5,21 +5,23 @@ from ``distractors_news_leads.jsonl``, builds them into an empty temporary knowl
 base (cleaning, language detection, summaries, one atomic YAML file each), then
 builds the same inputs again, which must change nothing.
 
-    python -m benchmarks.build [--articles 10000]
+    python -m benchmarks.build [--quick] [--shared ../shared]
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import workloads
+from benchmarks.report import Figure, Section, faster, table
 from bot.ingest import build
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "eval" / "rtqa_news"
+ARTICLES = 10_000
+QUICK_ARTICLES = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,41 +39,46 @@ class Row:
         return self.articles / self.seconds if self.seconds else 0.0
 
 
-def table(rows: list[Row]) -> str:
-    lines = ["| run | articles | added | updated | unchanged | failed | seconds | articles/s |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [
-        f"| {r.run} | {r.articles} | {r.added} | {r.updated} | {r.unchanged} | {r.failed} | {r.seconds:.1f} "
-        f"| {r.per_second:.0f} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--articles", type=int, default=10_000)
-    parser.add_argument("--data", type=Path, default=DATA, help="folder with docs.jsonl and the distractors")
-    args = parser.parse_args(argv)
-    docs, leads = args.data / "docs.jsonl", args.data / "distractors_news_leads.jsonl"
-    if not (docs.exists() and leads.exists()):
-        print(f"Skipped: {args.data} is absent (the shared evaluation data sits beside the checkout as ../shared).")
-        return []
+def measure(data: Path, articles: int) -> list[Row]:
+    docs, leads = data / "docs.jsonl", data / "distractors_news_leads.jsonl"
     rows = []
     with tempfile.TemporaryDirectory(prefix="build-bench-") as tmp:
         inputs = Path(tmp) / "inputs.jsonl"
         with inputs.open("w", encoding="utf-8") as out, docs.open(encoding="utf-8") as a, \
                 leads.open(encoding="utf-8") as b:
-            out.writelines(itertools.islice(itertools.chain(a, b), args.articles))
+            out.writelines(itertools.islice(itertools.chain(a, b), articles))
         knowledge_dir = Path(tmp) / "knowledge"
-        for run in ("first build", "rebuild, nothing changed"):
+        for run_name in ("first build", "rebuild, nothing changed"):
             report = build([str(inputs)], knowledge_dir, progress=True)
             done = len(report.added) + len(report.updated) + len(report.unchanged) + len(report.failed)
-            rows.append(Row(run, done, len(report.added), len(report.updated), len(report.unchanged),
+            rows.append(Row(run_name, done, len(report.added), len(report.updated), len(report.unchanged),
                             len(report.failed), report.seconds))
-    print(f"Build of {args.articles} news articles on {os.cpu_count()} cores (summaries, YAML, atomic writes):\n")
-    print(table(rows))
     return rows
+
+
+def run(shared: Path, quick: bool = False) -> Section:
+    section = Section("build", "6. Build (`python -m bot build`, with summaries)")
+    data = shared / "eval" / "rtqa_news"
+    if not ((data / "docs.jsonl").exists() and (data / "distractors_news_leads.jsonl").exists()):
+        section.skipped = f"{data} is absent (the shared evaluation data sits beside the checkout as ../shared)"
+        return section
+    first, again = rows = measure(data, QUICK_ARTICLES if quick else ARTICLES)
+    section.figures = [
+        Figure(f"build, {first.articles:,} articles (clean, detect language, summarise, write YAML)",
+               f"{first.per_second:.0f} articles/s ({first.seconds:.1f} s, {first.failed} failed)",
+               f"rebuild with nothing changed {again.per_second:.0f} articles/s ({again.seconds:.1f} s)",
+               faster(first.seconds, again.seconds).replace("faster", "faster rebuild")),
+    ]
+    section.details.append(table(
+        ("run", "articles", "added", "updated", "unchanged", "failed", "seconds", "articles/s"),
+        [(r.run, r.articles, r.added, r.updated, r.unchanged, r.failed, f"{r.seconds:.1f}", f"{r.per_second:.0f}")
+         for r in rows]))
+    section.notes.append(f"On {os.cpu_count()} cores: summaries, YAML, atomic writes.")
+    return section
+
+
+def main(argv: list[str] | None = None) -> Section:
+    return workloads.command_line(run, __doc__, f"{QUICK_ARTICLES} articles", argv)
 
 
 if __name__ == "__main__":

@@ -11,23 +11,24 @@ xquad_en questions asked of the news knowledge base.
 rtqa rows are also given for the dev part (three fifths of the questions by a
 hash of their id; every constant was chosen on it) and the held-out test part.
 
-    python -m benchmarks.retrieval [--limit N]
+    python -m benchmarks.retrieval [--quick] [--shared ../shared]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import workloads
+from benchmarks.report import Figure, Section, difference, table
 from bot.evaluation import Question, Scores, evaluate_answerer, evaluate_bm25
 from bot.knowledge import Article, KnowledgeBase
 from bot.search import Index
 
-EVAL = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
 SETS = (("rtqa_news", "en"), ("xquad_en", "en"), ("xquad_ru", "ru"))
+QUICK_LIMIT = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,9 @@ class Row:
     typo_top1: float
 
 
-def load_kb(name: str, language: str) -> KnowledgeBase:
+def load_kb(data: Path, name: str, language: str) -> KnowledgeBase:
     articles = {}
-    with (EVAL / name / "docs.jsonl").open(encoding="utf-8") as lines:
+    with (data / name / "docs.jsonl").open(encoding="utf-8") as lines:
         for line in lines:
             doc = json.loads(line)
             articles[doc["id"]] = Article(
@@ -49,10 +50,10 @@ def load_kb(name: str, language: str) -> KnowledgeBase:
     return KnowledgeBase(articles)
 
 
-def load_questions(name: str, variant: str, limit: int | None) -> list[tuple[str, Question]]:
+def load_questions(data: Path, name: str, variant: str, limit: int | None) -> list[tuple[str, Question]]:
     """(id, question) pairs; the id decides the dev/test part."""
     out = []
-    with (EVAL / name / f"{variant}.jsonl").open(encoding="utf-8") as lines:
+    with (data / name / f"{variant}.jsonl").open(encoding="utf-8") as lines:
         for line in lines:
             data = json.loads(line)
             out.append((data["id"], Question(data["question"], data["doc_id"])))
@@ -65,15 +66,15 @@ def part_of(question_id: str) -> str:
     return "dev" if zlib.crc32(question_id.encode()) % 5 < 3 else "test"
 
 
-def run(limit: int | None = None) -> list[Row]:
+def measure(data: Path, limit: int | None = None) -> list[Row]:
     rows: list[Row] = []
-    offtopic = [q for _, q in load_questions("xquad_en", "questions", limit)]
+    offtopic = [q for _, q in load_questions(data, "xquad_en", "questions", limit)]
     offtopic = [Question(q.question, None) for q in offtopic]
     for name, language in SETS:
-        kb = load_kb(name, language)
+        kb = load_kb(data, name, language)
         index = Index.build(kb)
-        clean = load_questions(name, "questions", limit)
-        typo = load_questions(name, "questions_typo", limit)
+        clean = load_questions(data, name, "questions", limit)
+        typo = load_questions(data, name, "questions_typo", limit)
         parts = ("all", "dev", "test") if name == "rtqa_news" else ("all",)
         for part in parts:
             chosen = [q for i, q in clean if part in ("all", part_of(i))]
@@ -91,32 +92,36 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def table(rows: list[Row]) -> str:
-    lines = [
-        "| set | part | method | n | top-1 | top-5 | MRR@10 | typo top-1 | answered | answered & correct "
-        "| off-topic refused | median ms | p95 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        s = row.scores
-        lines.append(
-            f"| {row.dataset} | {row.part} | {s.method} | {s.questions} | {s.top1:.3f} | {s.top5:.3f} | "
-            f"{s.mrr10:.3f} | {row.typo_top1:.3f} | {_cell(s.answered)} | {_cell(s.answered_correct)} | "
-            f"{_cell(s.refused_offtopic)} | {s.latency_median_ms:.2f} | {s.latency_p95_ms:.2f} |"
-        )
-    return "\n".join(lines)
+def run(shared: Path, quick: bool = False) -> Section:
+    section = Section("retrieval", "Answer quality (rtqa_news, xquad_en, xquad_ru)")
+    data = shared / "eval"
+    if not data.is_dir():
+        section.skipped = f"{data} is absent (the evaluation data sits beside the repository as ../shared/eval)"
+        return section
+    rows = measure(data, QUICK_LIMIT if quick else None)
+    for ours, bm25 in zip(rows[::2], rows[1::2], strict=True):
+        if ours.part != "all":
+            continue
+        n = f"{ours.dataset}, {ours.scores.questions:,} questions"
+        section.figures += [
+            Figure(f"top-1, {n}", f"{ours.scores.top1:.3f}", f"plain BM25 {bm25.scores.top1:.3f}",
+                   difference(ours.scores.top1, bm25.scores.top1), ">= plain BM25",
+                   ours.scores.top1 >= bm25.scores.top1),
+            Figure(f"top-1 with typos, {n}", f"{ours.typo_top1:.3f}", f"plain BM25 {bm25.typo_top1:.3f}",
+                   difference(ours.typo_top1, bm25.typo_top1)),
+        ]
+    section.details.append(table(
+        ("set", "part", "method", "n", "top-1", "top-5", "MRR@10", "typo top-1", "answered", "answered & correct",
+         "off-topic refused", "median ms", "p95 ms"),
+        [(r.dataset, r.part, r.scores.method, r.scores.questions, f"{r.scores.top1:.3f}", f"{r.scores.top5:.3f}",
+          f"{r.scores.mrr10:.3f}", f"{r.typo_top1:.3f}", _cell(r.scores.answered), _cell(r.scores.answered_correct),
+          _cell(r.scores.refused_offtopic), f"{r.scores.latency_median_ms:.2f}", f"{r.scores.latency_p95_ms:.2f}")
+         for r in rows]))
+    return section
 
 
-def main(argv: list[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N questions of each file")
-    args = parser.parse_args(argv)
-    if not EVAL.is_dir():
-        print(f"Skipped: {EVAL} is absent (the evaluation data sits beside the repository as ../shared/eval).")
-        return []
-    rows = run(args.limit)
-    print(table(rows))
-    return rows
+def main(argv: list[str] | None = None) -> Section:
+    return workloads.command_line(run, __doc__, f"the first {QUICK_LIMIT} questions of each file", argv)
 
 
 if __name__ == "__main__":

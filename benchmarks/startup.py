@@ -179,9 +179,7 @@ def run(shared: Path, quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> Section:
-    parser = workloads.section_arguments(__doc__, "tiny knowledge bases")
-    args = parser.parse_args(argv)
-    return workloads.run_alone(run, args.shared, args.quick)
+    return workloads.command_line(run, __doc__, "tiny knowledge bases", argv)
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ async def reloads(service: Any, knowledge_dir: Path, questions: list[str], idle_
 
 def ours(knowledge_dir: Path, questions: list[str], database: Path, idle_seconds: float) -> None:
     """The bot's own start: python-telegram-bot and every module imported, the store opened, `Service` loaded."""
-    import bot.app  # noqa: F401
+    import bot.telegram.app  # noqa: F401
     from bot import knowledge_cache
     from bot.service import Service
     from bot.store import Store

@@ -6,15 +6,14 @@ server over its unix socket with the server's default (durable) settings and the
 Each operation is timed as one call from Python, so the figures include the driver and, for PostgreSQL, the
 round trips.
 
-    python -m benchmarks.store [--operations 2000] [--database-url postgresql://…]
+    python -m benchmarks.store [--quick]      # or as a section: python -m benchmarks --only store
 
-Without --database-url (or BENCH_DATABASE_URL) a throwaway PostgreSQL server is started for the run (needs
-Debian's `postgresql` package, as the tests do).
+Without BENCH_DATABASE_URL (an empty PostgreSQL database to use) a throwaway PostgreSQL server is started for
+the run (needs Debian's `postgresql` package, as the tests do).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -24,12 +23,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks import workloads
+from benchmarks.report import Figure, Section, share
 from bot.store import Store, open_store
-from tests.postgres import cluster, new_database
+from bot.testing.postgres import cluster, new_database
 
 BATCH = 50        # chats per claim: a broadcast worker's bite
 THREADS = 4       # callers at once in the concurrency figure
 GOAL = 2.0        # PostgreSQL within this factor of SQLite
+OPERATIONS = 2000
+QUICK_OPERATIONS = 200
 
 
 def _timed(operation: Callable[[int], object], count: int) -> list[float]:
@@ -85,41 +88,38 @@ def postgres(url: str | None) -> Iterator[str]:
         yield new_database(server)
 
 
-def table(sqlite: dict[str, list[float]], pg: dict[str, list[float]], rates: tuple[float, float]) -> str:
-    lines = ["| operation | SQLite µs/op (median) | PostgreSQL µs/op (median) | PostgreSQL / SQLite | goal ≤ 2x |",
-             "|---|---|---|---|---|"]
-    for name, times in sqlite.items():
-        ours, theirs = statistics.median(times) * 1e6, statistics.median(pg[name]) * 1e6
-        ratio = theirs / ours
-        goal = "—" if "for scale" in name else ("met" if ratio <= GOAL else "missed")
-        lines.append(f"| {name} | {ours:.0f} | {theirs:.0f} | {ratio:.2f}x | {goal} |")
-    lines.append(f"| record a question, {THREADS} threads at once (questions/s) | {rates[0]:.0f}/s | {rates[1]:.0f}/s "
-                 f"| {rates[0] / rates[1]:.2f}x | — |")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.store", description=__doc__.splitlines()[0])
-    parser.add_argument("--operations", type=int, default=2000, help="calls of each operation (claims: a tenth)")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
-                        help="an empty PostgreSQL database to use instead of a throwaway server")
-    args = parser.parse_args(argv)
+def run(shared: Path, quick: bool = False) -> Section:
+    section = Section("store", "7. Store: PostgreSQL beside SQLite, per operation")
+    count = QUICK_OPERATIONS if quick else OPERATIONS
     with tempfile.TemporaryDirectory() as workdir:
         store = Store(Path(workdir) / "bench.sqlite3")
         try:
-            on_sqlite = measure(store, args.operations)
-            sqlite_rate = concurrent(store, args.operations)
+            on_sqlite, sqlite_rate = measure(store, count), concurrent(store, count)
         finally:
             store.close()
-    with postgres(args.database_url) as url:
+    with postgres(os.environ.get("BENCH_DATABASE_URL")) as url:
         store = open_store(url, Path("unused"))
         try:
-            on_postgres = measure(store, args.operations)
-            postgres_rate = concurrent(store, args.operations)
+            on_postgres, postgres_rate = measure(store, count), concurrent(store, count)
         finally:
             store.close()
-    print(f"{args.operations} calls per operation ({args.operations // 10} claims), one thread, same machine\n")
-    print(table(on_sqlite, on_postgres, (sqlite_rate, postgres_rate)))
+    for name, times in on_sqlite.items():
+        sqlite_us, postgres_us = statistics.median(times) * 1e6, statistics.median(on_postgres[name]) * 1e6
+        ratio = postgres_us / sqlite_us
+        scale = "for scale" in name
+        section.figures.append(Figure(
+            f"{name}, median", f"PostgreSQL {postgres_us:,.0f} µs", f"SQLite {sqlite_us:,.0f} µs",
+            f"{ratio:.2f}x SQLite", "" if scale else f"<= {GOAL:g}x SQLite", None if scale else ratio <= GOAL))
+    section.figures.append(Figure(
+        f"record a question, {THREADS} threads at once", f"PostgreSQL {postgres_rate:,.0f}/s",
+        f"SQLite {sqlite_rate:,.0f}/s", share(postgres_rate, sqlite_rate)))
+    section.notes.append(f"{count} calls per operation ({count // 10} claims), one thread, same machine. "
+                         "Without BENCH_DATABASE_URL a throwaway PostgreSQL server is started (Debian's `postgresql`).")
+    return section
+
+
+def main(argv: list[str] | None = None) -> Section:
+    return workloads.command_line(run, __doc__, f"{QUICK_OPERATIONS} calls per operation", argv)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,11 @@ our TextRank summary and Lead-3 (the first three sentences) with ROUGE-1/2/L F1
 (``rouge-score``, Porter stemming). Reference on this machine: Lead-3 R-1 .451,
 TextRank-3 R-1 .592.
 
-    python -m benchmarks.summaries [--limit N]
+    python -m benchmarks.summaries [--quick] [--shared ../shared]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable
@@ -20,10 +19,12 @@ from pathlib import Path
 
 from rouge_score import rouge_scorer
 
+from benchmarks import workloads
+from benchmarks.report import Figure, Section, difference, table
 from bot.summarise import summarise
 from bot.text import split_sentences
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "eval" / "bbc_news_summary" / "articles.jsonl"
+QUICK_LIMIT = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,30 +56,36 @@ def evaluate(name: str, method: Callable[[str, str], str], articles: list[dict[s
     return Row(name, n, totals[0] / n, totals[1] / n, totals[2] / n, 1000 * elapsed / n)
 
 
-def table(rows: list[Row]) -> str:
-    lines = ["| method | articles | R-1 F | R-2 F | R-L F | ms/article |", "|---|---|---|---|---|---|"]
-    lines += [
-        f"| {r.method} | {r.articles} | {r.rouge1:.3f} | {r.rouge2:.3f} | {r.rouge_l:.3f} | {r.ms_per_article:.2f} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N articles")
-    parser.add_argument("--data", type=Path, default=DATA, help="articles.jsonl with text and summary")
-    args = parser.parse_args(argv)
-    if not args.data.exists():
-        print(f"Skipped: {args.data} is absent (the shared evaluation data sits beside the checkout as ../shared).")
-        return []
-    with args.data.open(encoding="utf-8") as handle:
-        articles = [json.loads(line) for line in handle if line.strip()][: args.limit]
+def run(shared: Path, quick: bool = False) -> Section:
+    section = Section("summaries", "Summary quality (BBC News Summary, ROUGE)")
+    data = shared / "eval" / "bbc_news_summary" / "articles.jsonl"
+    if not data.exists():
+        section.skipped = f"{data} is absent (the shared evaluation data sits beside the checkout as ../shared)"
+        return section
+    with data.open(encoding="utf-8") as handle:
+        articles = [json.loads(line) for line in handle if line.strip()][: QUICK_LIMIT if quick else None]
     split_sentences("Warm up. The splitter loads its rules once.", "en")
-    rows = [evaluate("Lead-3", lead3, articles), evaluate("ours (TextRank, 2-3 sentences)", summarise, articles)]
-    print(f"Extractive summaries on BBC News Summary ({len(articles)} articles), ROUGE F1 with stemming:\n")
-    print(table(rows))
-    return rows
+    lead, ours = rows = [evaluate("Lead-3", lead3, articles), evaluate("ours (TextRank, 2-3 sentences)", summarise,
+                                                                      articles)]
+    section.figures = [
+        Figure(f"ROUGE-1 F, {ours.articles:,} articles", f"{ours.rouge1:.3f}", f"Lead-3 {lead.rouge1:.3f}",
+               difference(ours.rouge1, lead.rouge1)),
+        Figure(f"ROUGE-2 F, {ours.articles:,} articles", f"{ours.rouge2:.3f}", f"Lead-3 {lead.rouge2:.3f}",
+               difference(ours.rouge2, lead.rouge2)),
+        Figure(f"ROUGE-L F, {ours.articles:,} articles", f"{ours.rouge_l:.3f}", f"Lead-3 {lead.rouge_l:.3f}",
+               difference(ours.rouge_l, lead.rouge_l)),
+        Figure("summary time per article", f"{ours.ms_per_article:.2f} ms", f"Lead-3 {lead.ms_per_article:.2f} ms", ""),
+    ]
+    section.details.append(table(
+        ("method", "articles", "R-1 F", "R-2 F", "R-L F", "ms/article"),
+        [(r.method, r.articles, f"{r.rouge1:.3f}", f"{r.rouge2:.3f}", f"{r.rouge_l:.3f}", f"{r.ms_per_article:.2f}")
+         for r in rows]))
+    section.notes.append("ROUGE F1 with stemming.")
+    return section
+
+
+def main(argv: list[str] | None = None) -> Section:
+    return workloads.command_line(run, __doc__, f"the first {QUICK_LIMIT} articles", argv)
 
 
 if __name__ == "__main__":

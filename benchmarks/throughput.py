@@ -1,6 +1,6 @@
 """Bot throughput (issue 5, item 2): questions answered per second through python-telegram-bot.
 
-The fake Bot API servers (`tests.fake_telegram`) and the simulated users run in
+The fake Bot API servers (`bot.testing.fake_telegram`) and the simulated users run in
 this process; each bot runs in its own process and long-polls its server over
 loopback, so the bot has a core to itself as in production. A user pushes a
 question (an update), waits until the server sees the bot's sendMessage for
@@ -9,13 +9,13 @@ side by side and are measured in alternating rounds, so the shared machine's
 drifting load falls on all of them alike.
 
 Bots:
-- ours: `bot.app.build_application` as shipped (10k-article knowledge base, every handler,
+- ours: `bot.telegram.app.build_application` as shipped (10k-article knowledge base, every handler,
   statistics store, AIORateLimiter at Telegram's 30 messages/s);
 - the baseline: a bare python-telegram-bot echo bot (ApplicationBuilder, concurrent
   updates, one MessageHandler replying with the question's text);
 - two controls that separate the cost of answering from the rate limit: the echo bot
   behind the same AIORateLimiter, and ours with that limiter's overall cap lifted
-  (`bot.app.AIORateLimiter` patched in the bot's process; nothing else changes).
+  (`bot.telegram.app.AIORateLimiter` patched in the bot's process; nothing else changes).
 
     python -m benchmarks.throughput [--quick] [--shared ../shared]
 """
@@ -39,7 +39,7 @@ from unittest import mock
 
 from benchmarks import workloads
 from benchmarks.report import Figure, Section, median, ms, percentile, share, size_label, table
-from tests.fake_telegram import FakeTelegram
+from bot.testing.fake_telegram import FakeTelegram
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 10_000
@@ -75,8 +75,8 @@ def serve(mode: str, base_url: str, token: str, knowledge_dir: Path, database: P
 
     logging.basicConfig(level=logging.WARNING)
     if mode.startswith("ours"):
-        from bot import app
         from bot.config import Settings
+        from bot.telegram import app
 
         settings = Settings(token=token, base_url=base_url, knowledge_dir=knowledge_dir, database_path=database,
                             user_rate_limit=0, log_level="WARNING")
@@ -197,8 +197,9 @@ async def _ask(tg: _Server, chat: int, question: str) -> tuple[float, str]:
 
 async def _level(bot: _Bot, users: int, seconds: float, questions: list[str]) -> Level:
     """`users` simulated users asking `bot` for `seconds`, each waiting for the reply before asking again."""
-    from bot.handlers import SORRY
+    from bot.i18n import translator
 
+    sorry = translator("en")("refusal.sorry")
     latencies: list[float] = []
     failures = 0
     end = time.perf_counter() + seconds
@@ -209,7 +210,7 @@ async def _level(bot: _Bot, users: int, seconds: float, questions: list[str]) ->
         while time.perf_counter() < end:
             latency, text = await _ask(bot.server, 1000 + number, questions[asked % len(questions)])
             latencies.append(latency)
-            failures += text.startswith(SORRY)
+            failures += text.startswith(sorry)
             asked += users
 
     bot_cpu, server_cpu = _cpu_seconds(bot.process.pid), time.process_time()

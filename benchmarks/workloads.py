@@ -172,6 +172,13 @@ def section_arguments(doc: str, quick_help: str) -> argparse.ArgumentParser:
     return parser
 
 
+def command_line(run: Callable[[Path, bool], Section], doc: str, quick_help: str,
+                 argv: list[str] | None = None) -> Section:
+    """`python -m benchmarks.NAME [--quick] [--shared DIR]`: one section on its own."""
+    args = section_arguments(doc, quick_help).parse_args(argv)
+    return run_alone(run, args.shared, args.quick)
+
+
 def run_alone(run: Callable[[Path, bool], Section], shared: Path, quick: bool) -> Section:
     """Run one section, time it and print its table."""
     started = time.perf_counter()

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only the first N questions")
     p.set_defaults(func=_cmd_eval)
 
+    p = commands.add_parser("poll", help="poll the sources in sources.yaml and add their new articles")
+    _knowledge_arg(p)
+    p.add_argument("--once", action="store_true", help="poll every source once and exit (for cron)")
+    p.set_defaults(func=_cmd_poll)
+
     p = commands.add_parser("run", help="run the Telegram bot")
     p.set_defaults(func=_cmd_run)
 
@@ -71,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("shell", help="chat with the bot in the terminal, without Telegram")
     _knowledge_arg(p)
+    p.add_argument("--language", default=None, metavar="CODE",
+                   help="the language the bot speaks: en, ru or kk (default: English)")
     p.set_defaults(func=_cmd_shell)
 
     return parser
@@ -99,9 +106,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from bot import knowledge
+    from bot import knowledge, sources
 
     kb, problems = knowledge.scan(knowledge_dir(args))
+    problems += sources.read_sources(knowledge_dir(args))[1]
     for problem in problems:
         print(problem)
     if problems:
@@ -125,7 +133,8 @@ def _load_index(knowledge: Path) -> Index | None:
 def _cmd_ask(args: argparse.Namespace) -> int:
     import json
 
-    from bot.answer import answer_question, render_text
+    from bot.answer import answer_question
+    from bot.render import render_text
 
     index = _load_index(knowledge_dir(args))
     if index is None:
@@ -171,17 +180,17 @@ def _print_problems(knowledge: Path, problems: Sequence[object]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from telegram.error import InvalidToken, NetworkError
 
-    from bot.app import run
     from bot.config import ConfigError, configure_logging, load_settings
     from bot.knowledge import KnowledgeError
     from bot.store import StoreError
+    from bot.telegram.app import run
 
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    configure_logging(settings)
+    redact = configure_logging(settings)
     try:
         run(settings)
     except KnowledgeError as exc:
@@ -196,7 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     except NetworkError as exc:
         where = settings.base_url or "api.telegram.org"
-        print(f"Cannot reach Telegram at {where}: {str(exc).replace(settings.token, '<token>')}", file=sys.stderr)
+        print(f"Cannot reach Telegram at {where}: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
 
@@ -226,30 +235,75 @@ def _cmd_migrate_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_poll(args: argparse.Namespace) -> int:
+    """Prints what was added; exit 1 when a source failed (or sources.yaml has problems), for cron to mail."""
+    import asyncio
+
+    from bot.config import DEFAULT_DATABASE_PATH, environment
+    from bot.fetch import FetchLimits
+    from bot.poller import Poller, PollOutcome
+    from bot.sources import read_sources
+    from bot.store import Store, StoreError
+
+    knowledge = knowledge_dir(args)
+    sources, problems = read_sources(knowledge)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not sources:
+        print(f"No sources to poll: list them in {knowledge / 'sources.yaml'} (see knowledge/README.md).",
+              file=sys.stderr)
+        return 2
+    env = environment()
+    database = Path(env.get("DATABASE_PATH") or DEFAULT_DATABASE_PATH)
+    limits = FetchLimits(allow_private=env.get("ALLOW_PRIVATE_SOURCES", "").strip() == "1")
+    failed = bool(problems)
+
+    def show(outcomes: list[PollOutcome]) -> None:
+        nonlocal failed
+        for outcome in outcomes:
+            for ref in outcome.added:
+                print(f"added {ref.id}: {ref.title}", flush=True)
+            for ref in outcome.updated:
+                print(f"updated {ref.id}: {ref.title}", flush=True)
+            for failure in outcome.failed:
+                print(f"failed: {failure}", file=sys.stderr)
+            if outcome.error is not None:
+                print(f"failed: {outcome.source.url}: {outcome.error}", file=sys.stderr)
+            failed = failed or not outcome.ok or bool(outcome.failed)
+
+    async def poll(store: Store) -> None:
+        async with Poller(knowledge, store, limits=limits) as poller:
+            if args.once:
+                show(await poller.poll_all())
+            else:
+                await poller.run(show)
+
+    try:
+        store = Store(database)
+    except StoreError as exc:
+        print(f"Cannot use the database {database}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(poll(store))
+    finally:
+        store.close()
+    return 1 if failed else 0
+
+
 def _cmd_shell(args: argparse.Namespace) -> int:
+    from bot import i18n, shell
     from bot.knowledge import KnowledgeError
-    from bot.service import SHELL_HELP, Service, shell_reply
+    from bot.service import Service
     from bot.store import Store
 
+    if args.language is not None and args.language not in i18n.languages():
+        print(f"--language must be one of {', '.join(i18n.languages())}, not {args.language!r}", file=sys.stderr)
+        return 2
     knowledge = knowledge_dir(args)
     try:
         service = Service(knowledge, Store(":memory:"))
     except KnowledgeError as exc:
         _print_problems(knowledge, exc.problems)
         return 1
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print(f"{len(service.kb.articles)} articles from {knowledge}. {SHELL_HELP}\n")
-    while True:
-        try:
-            line = input("you> ") if interactive else sys.stdin.readline()
-        except EOFError:
-            break
-        if not interactive and not line:
-            break
-        reply = shell_reply(service, line)
-        if reply is None:
-            break
-        if reply:
-            print(reply + "\n", flush=True)
+    shell.run(service, i18n.translator(args.language), interactive=sys.stdin.isatty())
     return 0

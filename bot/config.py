@@ -12,9 +12,13 @@ import logging
 import os
 import re
 import secrets
+import sys
+import threading
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 from dotenv import dotenv_values
 
@@ -50,7 +54,7 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     log_level: str = "INFO"
-    user_rate_limit: int = 20                     # questions per user per minute; 0 turns the limit off
+    user_rate_limit: int = 20                     # requests per user per minute; 0 turns the limit off
 
 
 def environment(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> dict[str, str]:
@@ -139,6 +143,21 @@ def knowledge_dir_from_env(environ: Mapping[str, str] | None = None, env_file: P
     return Path(_value(environment(environ, env_file), "KNOWLEDGE_DIR") or DEFAULT_KNOWLEDGE_DIR)
 
 
+class Redactor:
+    """Replaces the bot token (and its secret half alone) and the webhook secret in any text, whatever the case:
+    python-telegram-bot lower-cases error messages that begin "Bad Request: "."""
+
+    def __init__(self, token: str, webhook_secret: str | None = None) -> None:
+        secrets_ = [(token, "<token>"), (token.partition(":")[2], "<token>"), (webhook_secret, "<secret>")]
+        self._patterns = [(re.compile(re.escape(value), re.IGNORECASE), label)
+                          for value, label in secrets_ if value]   # literal patterns: linear in the text
+
+    def __call__(self, text: str) -> str:
+        for pattern, label in self._patterns:
+            text = pattern.sub(label, text)
+        return text
+
+
 class RedactToken(logging.Filter):
     """Remove the bot token, and the webhook secret, from every record, traceback included.
 
@@ -147,16 +166,9 @@ class RedactToken(logging.Filter):
 
     def __init__(self, token: str, webhook_secret: str | None = None) -> None:
         super().__init__()
-        self.secrets = [(value, label) for value, label in ((token, "<token>"), (webhook_secret, "<secret>")) if value]
-
-    def _redact(self, text: str) -> str:
-        for value, label in self.secrets:
-            text = text.replace(value, label)
-        return text
+        self._redact = Redactor(token, webhook_secret)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         message = record.getMessage()
         redacted = self._redact(message)
         if redacted != message:
@@ -168,11 +180,29 @@ class RedactToken(logging.Filter):
         return True
 
 
-def configure_logging(settings: Settings) -> None:
-    """Once, at start: our level, the HTTP client's chatter turned down, the token redacted."""
+def redact_uncaught(redact: Redactor) -> None:
+    """Errors that escape everything are printed by Python's own traceback printer, which no logging filter sees:
+    print them redacted instead (main thread and worker threads)."""
+
+    def excepthook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        sys.stderr.write(redact("".join(traceback.format_exception(kind, error, trace))))
+
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            excepthook(args.exc_type, args.exc_value, args.exc_traceback)
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+
+
+def configure_logging(settings: Settings) -> Redactor:
+    """Once, at start: our level, the HTTP client's chatter turned down, the token redacted everywhere."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     redact = RedactToken(settings.token, settings.webhook_secret)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
+    redactor = Redactor(settings.token, settings.webhook_secret)
+    redact_uncaught(redactor)
+    return redactor

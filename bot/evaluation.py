@@ -19,8 +19,9 @@ import numpy as np
 import Stemmer
 
 from bot import text
-from bot.answer import answer_question, render_html
+from bot.answer import answer_question
 from bot.knowledge import KnowledgeBase
+from bot.render import render_html
 from bot.search import Index
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import re
@@ -34,7 +35,7 @@ from markdown_it import MarkdownIt
 from tqdm import tqdm
 
 from bot import knowledge
-from bot.knowledge import Article, web_url
+from bot.knowledge import Article, http_url
 from bot.summarise import summarise
 from bot.text import detect_language, split_sentences
 
@@ -49,6 +50,10 @@ JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson", ".json"})
 MARKDOWN_EXTENSIONS = frozenset({".md", ".markdown"})
 # Month and day names are read in these languages; naming them also spares dateparser its slow language guess.
 DATE_LANGUAGES = ["en", "ru", "kk"]
+# dateparser's search is slow and far from linear in its input (numbers cost most); no date line, byline or date
+# field is longer than this. Only the first lines of a scraped page are looked at for a date or a byline.
+MAX_DATE_CHARS, MAX_DATE_WORDS, MAX_DATE_NUMBERS = 120, 10, 6
+MAX_HEADER_LINES, MAX_BYLINE_LINES = 30, 5
 
 _FIX_TEXT = ftfy.TextFixerConfig(
     uncurl_quotes=False, fix_character_width=False, fix_latin_ligatures=False, explain=False
@@ -62,12 +67,13 @@ _NAVIGATION = frozenset({
     "search", "home", "print", "share", "back to top", "перейти к содержимому", "версия для печати", "поиск",
     "главная", "меню",
 })
-_SOURCE_LINE = re.compile(r"^(?:source|источник|дереккөз)\s*:\s*(?P<source>.+?)\s*$", re.IGNORECASE)
+_SOURCE_LINE = re.compile(r"^(?:source|источник|дереккөз)\s*:(?P<source>.*\S)", re.IGNORECASE)
 _BYLINE = re.compile(
     r"^(?P<lead>by|published(?: on)?|posted(?: on)?|updated(?: on)?|опубликовано|дата публикации)\b[\s:]*(?P<rest>.*)$",
     re.IGNORECASE,
 )
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
+_NUMBER = re.compile(r"\d+")
 _SENTENCE_END = re.compile(r"[.!?…]$")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _HTML_BLOCKS = ("p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "tr", "section", "article")
@@ -209,6 +215,9 @@ def parse_date(value: Any) -> dt.date | None:
 
 def find_date(text: str) -> tuple[str, dt.date] | None:
     """The first full date (day, month and year) written in `text`, and the words that wrote it."""
+    if (len(text) > MAX_DATE_CHARS or len(text.split()) > MAX_DATE_WORDS
+            or len(_NUMBER.findall(text)) > MAX_DATE_NUMBERS):
+        return None
     from dateparser.search import search_dates  # half a second to import: only when a text needs it
 
     settings = {"REQUIRE_PARTS": ["day", "month", "year"], "DATE_ORDER": "DMY", "PREFER_DATES_FROM": "past"}
@@ -301,9 +310,9 @@ def _draft_from_record(origin: str, record: dict[str, Any]) -> Draft:
         return None
 
     source, url = text_field("source"), text_field("url")
-    if source and web_url(source) and not url:
+    if source and http_url(source) and not url:
         source, url = None, source
-    if url and not web_url(url):
+    if url and not http_url(url):
         raise InputError(f"field 'url' is not an http(s) link: {url!r}")
     record_id = record.get("id")
     if record_id is not None and not isinstance(record_id, str | int):
@@ -325,18 +334,18 @@ def parse_feed(name: str, data: bytes) -> Iterator[Draft | Failure]:
     """Every item of an RSS or Atom feed. feedparser never expands external or nested entities."""
     if b"<!ENTITY" in data:
         raise InputError("the feed declares XML entities: refused (an entity-expansion attack has this shape)")
-    parsed = feedparser.parse(data)
+    parsed = feedparser.parse(io.BytesIO(data))  # given bytes, feedparser would first try them as a file name
+    detail = f" ({parsed.bozo_exception})" if parsed.bozo else ""
     if not parsed.version:
-        detail = f" ({parsed.bozo_exception})" if parsed.bozo else ""
         raise InputError(f"not an RSS or Atom feed{detail}")
     if not parsed.entries:
-        raise InputError("the feed has no items")
+        raise InputError(f"the feed has no items{detail}")
     publisher = one_line(parsed.feed.get("title", "")) or None
     for number, entry in enumerate(parsed.entries, start=1):
         content = entry.get("content") or []
         markup = content[0].get("value", "") if content else entry.get("summary", "")
         when = entry.get("published_parsed") or entry.get("updated_parsed")
-        url = web_url(entry.get("link"))
+        url = http_url(entry.get("link"))
         yield Draft(
             origin=f"{name} item {number}",
             title=html_text(entry.get("title", "")),
@@ -368,7 +377,7 @@ def parse_html(name: str, text: str) -> Draft:
         body="\n\n".join(lines),  # trafilatura puts one paragraph on each line
         published=_lenient_date(document.date),
         source=document.sitename or None,
-        url=web_url(document.url),
+        url=http_url(document.url),
         topics=_topics((document.categories or []) + (document.tags or [])),
     )
 
@@ -390,7 +399,7 @@ def parse_front_matter(name: str, text: str, *, markdown: bool) -> Draft:
         if value is not None and not isinstance(value, str | int):
             raise InputError(f"front matter field '{key}' must be text")
     url = str(values["url"] or "").strip() or None
-    if url and not web_url(url):
+    if url and not http_url(url):
         raise InputError(f"front matter field 'url' is not an http(s) link: {url!r}")
     return replace(
         draft,
@@ -425,8 +434,9 @@ def parse_scraped_text(name: str, text: str) -> Draft:
     """
     lines = [one_line(line) for line in text.splitlines()]
     position = 0
-    while position < len(lines) and (not lines[position] or _is_navigation(lines[position])
-                                     or _is_date_line(lines[position])):
+    header = min(len(lines), MAX_HEADER_LINES)
+    while position < header and (not lines[position] or _is_navigation(lines[position])
+                                 or _is_date_line(lines[position])):
         position += 1
     title = ""
     if position < len(lines) and _reads_as_title(lines[position], lines[position + 1:]):
@@ -434,9 +444,11 @@ def parse_scraped_text(name: str, text: str) -> Draft:
         position += 1
     published: dt.date | None = None
     topics: tuple[str, ...] = ()
+    bylines = 0
     while position < len(lines):
         if lines[position] and not _is_navigation(lines[position]):
-            byline = _byline(lines[position])
+            bylines += 1
+            byline = _byline(lines[position]) if bylines <= MAX_BYLINE_LINES else None
             if byline is None:
                 break
             published, topics = published or byline[0], topics or byline[1]
@@ -446,7 +458,7 @@ def parse_scraped_text(name: str, text: str) -> Draft:
     for index in range(len(rest) - 1, max(len(rest) - 6, -1), -1):
         match = _SOURCE_LINE.match(rest[index])
         if match:
-            source = match["source"]
+            source = match["source"].strip()
             del rest[index]
             break
         if rest[index] and not _is_navigation(rest[index]):
@@ -541,8 +553,12 @@ def make_article(draft: Draft) -> Article:
         raise InputError(f"language must be a code such as 'en' or 'ru', not {draft.language!r}")
     title = one_line(clean_text(draft.title)) or title_from_body(body, language)
     draft = replace(draft, title=title)
+    identifier = article_id(draft)
+    problem = knowledge.id_problem(identifier)
+    if problem:
+        raise InputError(problem)
     return Article(
-        id=article_id(draft),
+        id=identifier,
         title=title,
         published=draft.published,
         source=one_line(clean_text(draft.source or "")) or None,
@@ -556,7 +572,7 @@ def make_article(draft: Draft) -> Article:
 
 def title_from_body(body: str, language: str, limit: int = 100) -> str:
     """For inputs without a title: the first sentence, shortened at a word."""
-    first = split_sentences(body, language)[0]
+    first = split_sentences(body[: limit * 20], language)[0]  # the splitter is not linear: give it only the start
     if len(first) <= limit:
         return first
     return first[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
@@ -700,12 +716,7 @@ def build(
     stdin: BinaryIO | None = None,
     progress: bool = False,
 ) -> BuildReport:
-    """Ingest `sources` into the knowledge base: add new articles, update changed ones, never remove any.
-
-    Each article file is written atomically (temporary file, then rename), so an
-    interrupted build leaves every file old or new. A file already in the knowledge base that does not validate is
-    never overwritten: the editor's text in it would be lost.
-    """
+    """Ingest `sources` into the knowledge base: add new articles, update changed ones, never remove any."""
     started = time.perf_counter()
     report = BuildReport()
     drafts: list[Draft] = []
@@ -714,9 +725,78 @@ def build(
             report.failed.append(item)
         else:
             drafts.append(item)
-    existing, broken = _existing(knowledge_dir)
+    build_drafts(drafts, ArticleFiles.scan(knowledge_dir), resummarise=resummarise, progress=progress, report=report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class ArticleFiles:
+    """The knowledge base's article files by id, found by one scan and kept up to date by the builder.
+
+    `reread` makes each lookup read the article's file again, for a long-lived instance (the poller) that must
+    see an editor's changes made since its scan; a one-off build trusts its scan.
+    """
+
+    def __init__(self, knowledge_dir: Path, by_id: dict[str, tuple[Path, Article]], broken: set[Path],
+                 *, reread: bool = False) -> None:
+        self.knowledge_dir = knowledge_dir
+        self.by_id = by_id
+        self.broken = broken
+        self.reread = reread
+
+    @classmethod
+    def scan(cls, knowledge_dir: Path, *, reread: bool = False) -> ArticleFiles:
+        by_id: dict[str, tuple[Path, Article]] = {}
+        broken: set[Path] = set()
+        for path in knowledge.article_paths(knowledge_dir):
+            article = knowledge.read_article(path, [])
+            if article is None:
+                broken.add(path)
+            else:
+                by_id.setdefault(article.id, (path, article))
+        return cls(knowledge_dir, by_id, broken, reread=reread)
+
+    def lookup(self, article_id: str) -> tuple[Path, Article | None]:
+        """Where the article with this id is (or would be) stored, and what is stored there now."""
+        known = self.by_id.get(article_id)
+        path = known[0] if known else knowledge.article_path(self.knowledge_dir, article_id)
+        if not self.reread:
+            return path, known[1] if known else None
+        self.by_id.pop(article_id, None)
+        if not path.exists():
+            return path, None
+        article = knowledge.read_article(path, [])
+        if article is None:
+            self.broken.add(path)
+            return path, None
+        self.broken.discard(path)
+        if article.id != article_id:
+            return path, None
+        self.by_id[article_id] = (path, article)
+        return path, article
+
+    def exists(self, article_id: str) -> bool:
+        return self.lookup(article_id)[1] is not None
+
+
+def build_drafts(
+    drafts: Sequence[Draft],
+    files: ArticleFiles,
+    *,
+    resummarise: bool = False,
+    progress: bool = False,
+    report: BuildReport | None = None,
+) -> BuildReport:
+    """Merge drafts (from inputs, or fetched by the poller) into the knowledge base; `report` says what happened.
+
+    Each article file is written atomically (temporary file, then rename), so an
+    interrupted build leaves every file old or new. A file already in the knowledge base that does not validate is
+    never overwritten: the editor's text in it would be lost.
+    """
+    report = report if report is not None else BuildReport()
     taken: dict[str, str] = {}  # id -> origin, within this build
-    for draft in _progress(drafts, progress, "building", "article"):
+    written = False
+    for draft in _progress(list(drafts), progress, "building", "article"):
         try:
             article = make_article(draft)
         except Exception as exc:  # one bad article must never stop the build
@@ -726,8 +806,8 @@ def build(
             report.failed.append(Failure(draft.origin, f"duplicate id '{article.id}' (also {taken[article.id]})"))
             continue
         taken[article.id] = draft.origin
-        path, old = existing.get(article.id, (knowledge.article_path(knowledge_dir, article.id), None))
-        if old is None and path in broken:
+        path, old = files.lookup(article.id)
+        if old is None and path in files.broken:
             reason = f"not written: {path} has problems; fix it first (python -m bot check)"
             report.failed.append(Failure(draft.origin, reason))
             continue
@@ -752,21 +832,9 @@ def build(
         except OSError as exc:  # e.g. a full disk: this article fails, the file on disk is still the old one
             report.failed.append(Failure(draft.origin, f"not written: {path}: {exc.strerror or exc}"))
             continue
+        files.by_id[article.id] = (path, article)
         (report.updated if old is not None else report.added).append(article.id)
-    if report.added or report.updated:
+        written = True
+    if written:
         os.sync()  # one flush for the whole build instead of an fsync per file
-    report.seconds = time.perf_counter() - started
     return report
-
-
-def _existing(knowledge_dir: Path) -> tuple[dict[str, tuple[Path, Article]], set[Path]]:
-    """Articles already in the knowledge base by id, with their files; and the files that do not validate."""
-    by_id: dict[str, tuple[Path, Article]] = {}
-    broken: set[Path] = set()
-    for path in knowledge.article_paths(knowledge_dir):
-        article = knowledge.read_article(path, [])
-        if article is None:
-            broken.add(path)
-        else:
-            by_id.setdefault(article.id, (path, article))
-    return by_id, broken

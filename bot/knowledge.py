@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import ipaddress
 import os
 import reprlib
+import socket
 import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,18 +36,67 @@ MAX_FILE_BYTES = 5 * 1024 * 1024  # a hand-edited article is never this big; a r
 MAX_URL = 1000  # characters once HTML-escaped, so that a link always fits in a message beside its text
 
 
-def web_url(value: object) -> str | None:
-    """An absolute http(s) link, or None: a relative, made-up or hostile (javascript:, tg:) link is worse than none."""
+def http_url(value: object) -> str | None:
+    """An absolute http(s) link that reads as what it opens, or None.
+
+    Refused: relative, made-up or hostile (javascript:, tg:) links; user info (`https://good@evil/`); and any
+    invisible, bidi or control character, which can make a link read as something else (U+202E reverses it).
+    """
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not value or any(ch.isspace() for ch in value) or len(html.escape(value)) > MAX_URL:
+    if not value or "\\" in value or len(html.escape(value)) > MAX_URL or any(map(_misleading, value)):
         return None
     try:
         parts = urlsplit(value)
+        host = parts.hostname
+        _ = parts.port  # a port that is not a number
     except ValueError:  # e.g. an unclosed [ in the host
         return None
-    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+    if parts.scheme.lower() not in ("http", "https") or not host or "@" in parts.netloc:
+        return None
+    return value
+
+
+def web_url(value: object) -> str | None:
+    """A link a reader may be sent to (a button, a card): an http_url on a public host, or None."""
+    url = http_url(value)
+    return url if url is not None and public_host(urlsplit(url).hostname or "") else None
+
+
+def _misleading(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Zs")
+
+
+_LOCAL_SUFFIXES = ("localhost", "local", "internal", "lan", "home.arpa")
+
+
+def public_host(host: str) -> bool:
+    """A host name on the public internet: neither loopback, private nor link-local, nor a local-only name."""
+    host = host.lower().rstrip(".")
+    address = ip_literal(host)
+    if address is not None:
+        return public_address(address)
+    return "." in host and not any(host == s or host.endswith("." + s) for s in _LOCAL_SUFFIXES)
+
+
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host name spells, in any form a browser reads (`127.1`, `2130706433`, `0x7f.0.0.1`)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
+def public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable: loopback, private, link-local, shared, reserved and unspecified addresses are not."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +161,7 @@ class KnowledgeBase:
 
 # --- reading -----------------------------------------------------------------
 
-def _parse(path: Path, problems: list[Problem]) -> tuple[Any, yaml.Node | None]:
+def parse_yaml(path: Path, problems: list[Problem]) -> tuple[Any, yaml.Node | None]:
     """Parse one YAML file into (data, node); the node keeps line numbers for messages."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -139,7 +191,7 @@ def _parse(path: Path, problems: list[Problem]) -> tuple[Any, yaml.Node | None]:
         loader.dispose()
 
 
-def _key_lines(node: yaml.Node | None) -> dict[str, int]:
+def key_lines(node: yaml.Node | None) -> dict[str, int]:
     if not isinstance(node, yaml.MappingNode):
         return {}
     return {str(k.value): v.start_mark.line + 1 for k, v in node.value}
@@ -170,7 +222,7 @@ def short_repr(value: Any) -> str:
     return _SHORT_REPR.repr(value)
 
 
-def _strings(value: Any) -> tuple[str, ...] | None:
+def strings(value: Any) -> tuple[str, ...] | None:
     """A list of non-empty strings (a single string is accepted as a list of one)."""
     if isinstance(value, str):
         value = [value]
@@ -180,7 +232,7 @@ def _strings(value: Any) -> tuple[str, ...] | None:
 
 
 def article_from_dict(data: Any, path: Path, node: yaml.Node | None, problems: list[Problem]) -> Article | None:
-    lines = _key_lines(node)
+    lines = key_lines(node)
     start = node.start_mark.line + 1 if node is not None else 1
 
     def bad(key: str, message: str) -> None:
@@ -206,7 +258,7 @@ def article_from_dict(data: Any, path: Path, node: yaml.Node | None, problems: l
         value = short_repr(data.get("published"))
         bad("published", f"field 'published' is not a date: {value} (use YYYY-MM-DD or null)")
         published = None
-    topics = _strings(data.get("topics", []) or [])
+    topics = strings(data.get("topics", []) or [])
     if topics is None:
         bad("topics", "field 'topics' must be a list of words")
     unknown = set(data) - {"id", "title", "published", "source", "url", "language", "summary", "body", "topics"}
@@ -235,13 +287,13 @@ def _faq_from_data(data: Any, path: Path, node: yaml.Node | None, problems: list
         return []
     entries = []
     for index, (item, item_node) in enumerate(zip(data, node.value, strict=True)):
-        lines = _key_lines(item_node)
+        lines = key_lines(item_node)
         start = item_node.start_mark.line + 1
         if not isinstance(item, dict):
             problems.append(Problem(path, start, "an FAQ entry must be a mapping"))
             continue
-        questions = _strings(item.get("questions"))
-        links = _strings(item.get("links", []) or [])
+        questions = strings(item.get("questions"))
+        links = strings(item.get("links", []) or [])
         ok = True
         if not questions:
             message = "'questions' must be a non-empty list of phrasings"
@@ -268,7 +320,7 @@ def article_paths(knowledge_dir: Path) -> list[Path]:
 
 
 def read_article(path: Path, problems: list[Problem]) -> Article | None:
-    data, node = _parse(path, problems)
+    data, node = parse_yaml(path, problems)
     if node is None and data is None and problems and problems[-1].path == path:
         return None
     return article_from_dict(data, path, node, problems)
@@ -300,7 +352,7 @@ def scan(
     faq: list[FaqEntry] = []
     faq_path = knowledge_dir / FAQ_FILE
     if faq_path.exists():
-        data, node = _parse(faq_path, problems)
+        data, node = parse_yaml(faq_path, problems)
         faq = _faq_from_data(data, faq_path, node, problems)
     return KnowledgeBase(by_id, tuple(faq)), problems
 
@@ -382,6 +434,18 @@ def write_atomic(path: Path, text: str, *, fsync: bool = True) -> None:
 def article_path(knowledge_dir: Path, article_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in article_id).strip(".") or "article"
     return knowledge_dir / ARTICLES_DIR / f"{safe}.yaml"
+
+
+# A file name is at most 255 bytes on common file systems; the temporary file beside it adds 14, ".yaml" 5.
+MAX_ID_BYTES = 200
+
+
+def id_problem(article_id: str) -> str | None:
+    """Why an id cannot name an article file, or None: a longer one would fail at the write, not here."""
+    size = len(article_path(Path(), article_id).stem.encode("utf-8"))
+    if size > MAX_ID_BYTES:
+        return f"id is {size} bytes long, over the {MAX_ID_BYTES}-byte limit of a file name"
+    return None
 
 
 def write_article(knowledge_dir: Path, article: Article) -> Path:

@@ -1,4 +1,5 @@
-"""Telling subscribers about new articles: who gets what (pure), how it reads (pure), and the broadcast.
+"""Telling subscribers about new articles: who gets what (pure), and the broadcast (how it reads, in each
+chat's language: `bot.render.render_notification`).
 
 The broadcast is driven by the store's delivery log. Every (chat, article) pair is queued, and the articles
 recorded as announced, before anything is sent. Broadcasters (one per process; several replicas on one
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import html
 import logging
 import os
 import secrets
@@ -33,20 +33,19 @@ from typing import TypeVar
 
 import telegram
 from telegram import LinkPreviewOptions
-from telegram.constants import FloodLimit, MessageLimit, ParseMode
+from telegram.constants import FloodLimit, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.knowledge import Article, KnowledgeBase, web_url
+from bot import i18n
+from bot.knowledge import Article, KnowledgeBase
+from bot.render import render_notification
 from bot.store import Store, StoreError, Subscription
-from bot.text import stem_words, telegram_length, terms, words
+from bot.text import stem_words, terms, words
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_MESSAGE = MessageLimit.MAX_TEXT_LENGTH  # 4096
-MAX_TITLE = 300
-MAX_SUMMARY = 1200
 CONCURRENCY = 16  # enough in flight to keep 30 msg/s going at Telegram's ~0.3 s round trip
 ATTEMPTS = 4  # tries for refused connections and 5xx before leaving a message pending
 MAX_FLOOD_WAITS = 8  # 429s in a row for one message before it is left pending
@@ -87,86 +86,6 @@ def plan(articles: Sequence[Article], subscriptions: Sequence[Subscription]) -> 
                 seen.add(pair)
                 out.append(pair)
     return out
-
-
-# --- how it reads ----------------------------------------------------------
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _date(published: dt.date | None) -> str:
-    return published.isoformat() if published else ""
-
-
-def _card(article: Article) -> str:
-    """Title, summary, date and source, link; the summary gives way if the escaped text would be too long."""
-    e = html.escape
-    head = f"🆕 <b>{e(_clip(article.title, MAX_TITLE))}</b>"
-    meta = " · ".join(x for x in (_date(article.published), _clip(article.source or "", 100)) if x)
-    url = web_url(article.url)
-    tail = "\n".join(x for x in (e(meta), f'<a href="{e(url)}">Read the article</a>' if url else "") if x)
-    limit = MAX_SUMMARY
-    while True:
-        summary = e(_clip(article.summary, limit)) if limit else ""
-        text = "\n\n".join(x for x in (head, summary, tail) if x)
-        if telegram_length(text) <= MAX_MESSAGE:
-            return text
-        limit //= 2
-
-
-def _digest_line(article: Article) -> str:
-    e = html.escape
-    title = e(_clip(article.title, MAX_TITLE))
-    url = web_url(article.url)
-    line = f'• <a href="{e(url)}">{title}</a>' if url else f"• {title}"
-    date = _date(article.published)
-    return f"{line} — {date}" if date else line
-
-
-_CONTINUED = "🆕 <b>More new articles</b>"
-
-
-def _header(count: int) -> str:
-    return f"🆕 <b>{count} new articles</b>"
-
-
-def render_messages(articles: Sequence[Article]) -> list[tuple[tuple[str, ...], str]]:
-    """(article ids, HTML) per message: one card for one article, else digests of as many lines as fit."""
-    if len(articles) == 1:
-        return [((articles[0].id,), _card(articles[0]))]
-    header = _header(len(articles))
-    messages: list[tuple[tuple[str, ...], str]] = []
-    ids: list[str] = []
-    lines: list[str] = [header, ""]
-    used = telegram_length(header) + 1
-    for article in articles:
-        line = _digest_line(article)
-        if ids and used + 1 + telegram_length(line) > MAX_MESSAGE:
-            messages.append((tuple(ids), "\n".join(lines)))
-            ids, lines, used = [], [_CONTINUED, ""], telegram_length(_CONTINUED) + 1
-        ids.append(article.id)
-        lines.append(line)
-        used += telegram_length(line) + 1
-    messages.append((tuple(ids), "\n".join(lines)))
-    return messages
-
-
-def render_notification(articles: Sequence[Article]) -> str:
-    """One message (HTML, at most 4096): a card for one article, a digest for several (the rest counted)."""
-    if not articles:
-        raise ValueError("nothing to notify about")
-    (ids, text), *rest = render_messages(articles)
-    if not rest:
-        return text
-    shown = list(ids)
-    while True:
-        tail = f"… and {len(articles) - len(shown)} more: /latest"
-        if telegram_length(text) + 1 + telegram_length(tail) <= MAX_MESSAGE:
-            return f"{text}\n{tail}"
-        shown.pop()
-        text = text.rsplit("\n", 1)[0]
 
 
 # --- the broadcast ---------------------------------------------------------
@@ -336,6 +255,7 @@ class _Broadcast:
         self.left: set[int] = set()  # chats this broadcast leaves pending: not tried again until it ends
         self.unrecorded: list[tuple[int, tuple[str, ...]]] = []
         self.logged: set[str] = set()
+        self.pages: dict[tuple[tuple[str, ...], str], str] = {}
 
     def log_once(self, level: int, kind: str, message: str, *args: object) -> None:
         """A failure that hits thousands of chats is logged once per kind, not once per chat."""
@@ -385,8 +305,8 @@ class _Broadcast:
             self.left.add(chat_id)
             self.report.failed += 1
 
-    def chat_context(self, chat_id: int) -> tuple[str | None, list[Subscription]]:
-        return self.store.chat_language(chat_id), self.store.subscriptions(chat_id)
+    def chat_context(self, chat_id: int) -> tuple[str, list[Subscription]]:
+        return self.store.chat_language(chat_id) or i18n.DEFAULT, self.store.subscriptions(chat_id)
 
     async def deliver_chat(self, chat_id: int, ids: list[str], start_by: float) -> None:
         if chat_id in self.left:
@@ -409,14 +329,16 @@ class _Broadcast:
             self.report.chats += 1
 
     async def send(
-        self, chat_id: int, thread_id: int | None, articles: list[Article], language: str | None, start_by: float
+        self, chat_id: int, thread_id: int | None, articles: list[Article], language: str, start_by: float
     ) -> str:
         """One message until delivered ("sent"), the chat is gone or moved, or it is left pending ("left").
 
         No attempt starts after `start_by`: by then the lease may run out mid-send and another claim take it.
         """
-        text = _render(articles, language)
         ids = tuple(a.id for a in articles)
+        text = self.pages.get((ids, language))
+        if text is None:   # after a big reload most chats get the same page: rendered once
+            text = self.pages[(ids, language)] = render_notification(articles, language)
         errors = floods = 0
         await self.pacer.chat(chat_id)
         while True:
@@ -509,11 +431,6 @@ class _Broadcast:
                 still.append((chat_id, ids))
         self.unrecorded = still
         self.report.unrecorded = len(still)
-
-
-def _render(articles: Sequence[Article], language: str | None) -> str:
-    """One message per chat and topic: a card, or one digest page of the newest with "and N more"."""
-    return render_notification(articles)
 
 
 async def broadcast(

@@ -1,9 +1,11 @@
-"""The bot's core, with no Telegram in it: what the handlers and `python -m bot shell` share.
+"""The bot's core, with no Telegram and no user-facing text in it: what the handlers and `python -m bot shell` share.
 
 `Service` holds the current index and the store. Answering is synchronous and
 fast; a reload reads and indexes the knowledge base in a worker thread and
 swaps the result in with one assignment, so questions keep being answered from
 the old index meanwhile, and a knowledge base with problems is never swapped in.
+Methods that touch the store block on the database: async callers run them with
+`asyncio.to_thread`. Outcomes are data; `bot.render` and the catalogs say them.
 """
 
 from __future__ import annotations
@@ -11,23 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
-import html
 import logging
 import sys
+import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 
-from bot import knowledge
-from bot.answer import Answer, answer_question, render_text
+from bot import i18n, knowledge
+from bot.answer import Answer, answer_question
 from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Problem
 from bot.knowledge_cache import ArticleCache, Stamp
 from bot.search import Hit, Index
-from bot.store import Stats, Store, StoreError, normalise_words
-from bot.text import telegram_length
+from bot.store import Stats, Store, StoreError, Subscription, normalise_words
+from bot.text import detect_language
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,7 @@ MAX_QUESTION_CHARS = 1000   # Telegram allows 4096; no honest question is longer
 MAX_LIST = 10               # /latest and /search results
 MAX_SUBSCRIPTIONS = 20      # per chat: enough for real use, bounded against abuse
 MAX_SUBSCRIPTION_CHARS = 200
-MAX_MESSAGE = 4096
-EMPTY_QUESTION = "Send me a question in words, for example: what happened with the action plan?"
 STATS_PAUSE = 30.0          # seconds without recording statistics after the database refused a write
-CALLBACK_KEY_BYTES = 56     # callback data is at most 64 bytes, and the longest prefix we put before a key is "f:1:"
 
 
 def clean_question(text: str) -> str:
@@ -51,11 +50,8 @@ def clean_question(text: str) -> str:
     return text
 
 
-def callback_key(article_id: str) -> str:
-    """An article id as it travels in callback data: itself when short, else a stable hash of it."""
-    if len(article_id.encode()) <= CALLBACK_KEY_BYTES and not article_id.startswith("#"):
-        return article_id
-    return "#" + hashlib.blake2b(article_id.encode(), digest_size=12).hexdigest()
+def same_id(article_id: str) -> str:
+    return article_id
 
 
 class RateLimiter:
@@ -114,15 +110,35 @@ class ReloadResult:
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
-    """What one reload produces and one assignment swaps in: the index and its callback keys."""
+    """What one reload produces and one assignment swaps in: the index, and what is computed once per knowledge base
+    rather than per request (the newest-first order, the articles' languages, the keys of long ids)."""
 
     index: Index
-    long_keys: dict[str, str] = field(default_factory=dict)   # hashed key -> article id, for ids too long to send
+    newest: tuple[Article, ...] = ()
+    languages: tuple[str, ...] = ()
+    long_keys: dict[str, str] = field(default_factory=dict)   # short key -> article id, for ids too long to send
 
     @classmethod
-    def build(cls, kb: KnowledgeBase) -> _Loaded:
-        keys = {callback_key(i): i for i in kb.articles if callback_key(i) != i}
-        return cls(Index.build(kb), keys)
+    def build(cls, kb: KnowledgeBase, article_key: Callable[[str], str]) -> _Loaded:
+        keys = {article_key(i): i for i in kb.articles if article_key(i) != i}
+        newest = tuple(kb.latest(len(kb.articles)))
+        languages = tuple(sorted({a.language for a in kb.articles.values()}))
+        return cls(Index.build(kb), newest, languages, keys)
+
+
+class SubscribeOutcome(Enum):
+    SUBSCRIBED = "subscribed"
+    NO_WORDS = "no_words"          # words given, but nothing left to watch for once normalised
+    TOO_MANY = "too_many"          # the chat already has MAX_SUBSCRIPTIONS others
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    outcome: SubscribeOutcome
+    subscription: Subscription | None = None
+    # The words' language when no article is in it (such a subscription will rarely, if ever, match).
+    foreign_language: str | None = None
+    kb_languages: tuple[str, ...] = ()
 
 
 class _FileCache:
@@ -197,21 +213,26 @@ class Service:
     """The knowledge base being served, the answering, the statistics and the limits."""
 
     def __init__(self, knowledge_dir: Path, store: Store, *, user_rate_limit: int = 0,
-                 cache_path: Path | None = None) -> None:
+                 cache_path: Path | None = None, article_key: Callable[[str], str] = same_id) -> None:
         """Load the knowledge base now; KnowledgeError lists every problem (then nothing is served).
 
         `cache_path` keeps the articles parsed from files across restarts (see `bot.knowledge_cache`).
+        `article_key` shortens an article id for a front end with a size limit (Telegram's callback data);
+        `article` takes either.
         """
         self.knowledge_dir = knowledge_dir
         self.store = store
         self.limiter = RateLimiter(user_rate_limit)
+        self._article_key = article_key
         self._files = _FileCache(ArticleCache(cache_path, knowledge_dir) if cache_path else None)
         self._reload_lock = asyncio.Lock()
         self._stats_paused_until = 0.0
+        self._record_lock = threading.Lock()
+        self._languages: dict[int, str | None] = {}   # chat -> its chosen language, as read from the store
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
-        self._loaded = _Loaded.build(kb)
+        self._loaded = _Loaded.build(kb, article_key)
         gc.freeze()  # the index lives until the next reload: keep it out of every later full collection
 
     @property
@@ -224,10 +245,26 @@ class Service:
 
     # --- answering -----------------------------------------------------------
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages the articles are written in."""
+        return self._loaded.languages
+
+    def foreign_language(self, text: str) -> str | None:
+        """The language of `text` when no article is written in it (None when some is, or there are no articles)."""
+        loaded = self._loaded
+        if not loaded.languages or not text.strip():
+            return None
+        language = detect_language(text, frozenset(i18n.languages()) | frozenset(loaded.languages))
+        return None if language in loaded.languages else language
+
     def ask(self, question: str) -> Answer:
         """Answer, and count the question as answered or not for /stats (question text only)."""
         question = clean_question(question)
         answer = answer_question(self.index, question)
+        foreign = self.foreign_language(question)
+        if foreign is not None:
+            answer = replace(answer, foreign_language=foreign, kb_languages=self.languages)
         if question:
             self._record(lambda: self.store.record_question(question, answer.found))
         return answer
@@ -237,21 +274,25 @@ class Service:
 
     def _record(self, write: Callable[[], None]) -> None:
         """Statistics are best effort: after a failed write they pause for a while, logged once, rather than
-        make every question wait out the busy timeout of a locked database on the event loop."""
-        now = time.monotonic()
-        if now < self._stats_paused_until:
-            return
-        try:
-            write()
-        except StoreError as exc:
-            self._stats_paused_until = now + STATS_PAUSE
-            log.warning("could not record statistics for /stats; not trying again for %.0f s: %s", STATS_PAUSE, exc)
+        make every question wait out the busy timeout of a locked database. Writes take turns (the store
+        serialises them anyway), so questions answered at once in worker threads see the pause too."""
+        with self._record_lock:
+            now = time.monotonic()
+            if now < self._stats_paused_until:
+                return
+            try:
+                write()
+            except StoreError as exc:
+                self._stats_paused_until = time.monotonic() + STATS_PAUSE
+                log.warning("could not record statistics for /stats; not trying again for %.0f s: %s",
+                            STATS_PAUSE, exc)
 
     def search(self, query: str, k: int = MAX_LIST) -> list[Hit]:
         return self.index.search(clean_question(query), k)
 
     def latest(self, n: int) -> list[Article]:
-        return self.kb.latest(max(1, min(n, MAX_LIST)))
+        """Newest first (ordered once per knowledge base, not per call)."""
+        return list(self._loaded.newest[: max(1, min(n, MAX_LIST))])
 
     def article(self, key: str) -> Article | None:
         """The article a callback key names, or None for an unknown, stale or forged key."""
@@ -273,7 +314,7 @@ class Service:
                 if problems:
                     return ReloadResult(old.index.kb, old.index.kb, problems=tuple(problems))
                 if changes or kb.faq != old.index.kb.faq:
-                    self._loaded = await asyncio.to_thread(_Loaded.build, kb)
+                    self._loaded = await asyncio.to_thread(_Loaded.build, kb, self._article_key)
             gc.freeze()
             return ReloadResult(old.index.kb, self.kb, changes)
 
@@ -281,143 +322,45 @@ class Service:
         kb, problems = self._files.scan(self.knowledge_dir)
         return kb, problems, (Changes() if problems else knowledge.diff(current, kb))
 
-    # --- subscriptions -------------------------------------------------------
+    # --- chats (each of these reads or writes the store) ------------------------
 
-    def subscribe(self, chat_id: int, words: str | None) -> str:
-        """Plain-text outcome of /subscribe [words]."""
+    def subscribe(self, chat_id: int, words: str | None) -> Subscribed:
+        """/subscribe [words]: every new article, or only those about the words."""
         key = normalise_words(words[:MAX_SUBSCRIPTION_CHARS]) if words and words.strip() else None
         if words and words.strip() and key is None:
-            return "I found no words to watch for in that. Send /subscribe alone to get every new article."
+            return Subscribed(SubscribeOutcome.NO_WORDS)
         existing = self.store.subscriptions(chat_id)
         if len(existing) >= MAX_SUBSCRIPTIONS and all(s.words != key for s in existing):
-            return f"This chat already has {MAX_SUBSCRIPTIONS} subscriptions; remove one with /subscriptions first."
+            return Subscribed(SubscribeOutcome.TOO_MANY)
         subscription = self.store.subscribe(chat_id, key)
-        if subscription.words is None:
-            return "Subscribed: this chat will get every new article."
-        return f"Subscribed: this chat will get new articles about “{subscription.words}”."
+        foreign = self.foreign_language(key) if key else None
+        return Subscribed(SubscribeOutcome.SUBSCRIBED, subscription, foreign, self.languages if foreign else ())
 
+    def unsubscribe(self, chat_id: int, subscription_id: int | None = None) -> int:
+        """Remove one of the chat's subscriptions, or all of them; how many were removed."""
+        return self.store.unsubscribe(chat_id, subscription_id)
 
-# --- reply texts (HTML for Telegram, plain for the shell) ---------------------
+    def subscriptions(self, chat_id: int) -> list[Subscription]:
+        return self.store.subscriptions(chat_id)
 
-def _fit(lines: Sequence[str], limit: int = MAX_MESSAGE) -> str:
-    """Join whole lines while they fit, then say how many were left out."""
-    out: list[str] = []
-    used = 0
-    for number, line in enumerate(lines):
-        rest = len(lines) - number
-        tail = f"… and {rest} more"
-        if used + telegram_length(line) + (0 if rest == 1 else telegram_length(tail) + 1) > limit:
-            out.append(tail)
-            break
-        out.append(line)
-        used += telegram_length(line) + 1
-    return "\n".join(out)
+    def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
+        self.store.migrate_chat(old_chat_id, new_chat_id)
+        self._languages.pop(old_chat_id, None)
+        self._languages.pop(new_chat_id, None)
 
+    def stats(self) -> Stats:
+        return self.store.stats()
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
+    def chat_language(self, chat_id: int) -> str | None:
+        """The language the chat chose (or subscribed in), remembered after the first read."""
+        if chat_id not in self._languages:
+            self._languages[chat_id] = self.store.chat_language(chat_id)
+        return self._languages[chat_id]
 
+    def known_language(self, chat_id: int) -> tuple[bool, str | None]:
+        """(known, language) without touching the store: whether `chat_language` has been read already."""
+        return chat_id in self._languages, self._languages.get(chat_id)
 
-def reload_html(result: ReloadResult, knowledge_dir: Path) -> str:
-    """What a reload changed, or why nothing was swapped in (file:line: message per problem)."""
-    esc = html.escape
-    if not result.ok:
-        head = (f"<b>Not reloaded:</b> {len(result.problems)} problem(s) in the knowledge base. "
-                "The previous version keeps serving. Fix these and /reload again:")
-        problems = [
-            f"<code>{esc(_relative(p.path, knowledge_dir))}:{p.line}</code>: {esc(p.message[:300])}"
-            for p in result.problems
-        ]
-        return _fit([head, *problems])
-    changes = result.changes
-    head = (f"<b>Reloaded:</b> {len(result.new.articles)} articles "
-            f"({len(changes.added)} added, {len(changes.updated)} updated, {len(changes.removed)} removed).")
-    if not changes:
-        return head + "\nNothing changed."
-    lines = [head]
-    for label, ids, kb in (("added", changes.added, result.new), ("updated", changes.updated, result.new),
-                           ("removed", changes.removed, result.old)):
-        lines.extend(f"{label}: {esc(kb.articles[i].title[:200])}" for i in ids)
-    if changes.added:
-        lines.append("Subscribers are being notified of the added articles.")
-    return _fit(lines)
-
-
-def stats_html(stats: Stats, articles: int, top: int = 5) -> str:
-    esc = html.escape
-    asked = stats.answered + stats.unanswered
-    lines = [
-        "<b>Statistics</b>",
-        f"Articles: {articles}",
-        f"Subscribed chats: {stats.subscribed_chats} ({stats.subscriptions} subscriptions)",
-        f"Questions: {asked} ({stats.answered} answered, {stats.unanswered} not answered)",
-        f"Feedback: {stats.helpful} helpful, {stats.unhelpful} not helpful",
-    ]
-    for title, rows in (("Asked but not answered", stats.top_unanswered),
-                        ("Answers marked not helpful", stats.top_unhelpful)):
-        if rows:
-            lines.append(f"<b>{title}:</b>")
-            lines.extend(f"{count}× {esc(question[:200])}" for question, count in rows[:top])
-    return _fit(lines)
-
-
-def no_match(query: str) -> str:
-    return f"No article matches “{clean_question(query)[:100]}”. Try other words, or /latest."
-
-
-def hits_text(title: str, articles: Sequence[Article]) -> str:
-    """The plain-text twin of answer.hits_html, for the shell."""
-    if not articles:
-        return f"{title}\nNothing found. Try other words, or /latest."
-    lines = [title]
-    for number, article in enumerate(articles, 1):
-        date = f" · {article.published.day} {article.published:%B %Y}" if article.published else ""
-        lines.append(f"{number}. {article.title}{date}")
-        if article.url:
-            lines.append(f"   {article.url}")
-    return "\n".join(lines)
-
-
-SHELL_HELP = """Type a question, or:
-/latest [n]     the newest articles
-/search words   articles about these words
-/quit           leave (or Ctrl-D)"""
-
-
-def count_arg(text: str, default: int = 5) -> int:
-    """The `n` of /latest n; anything that is not a number means the default."""
-    text = text.strip()
-    return int(text) if text.isdigit() else default
-
-
-def shell_reply(service: Service, line: str) -> str | None:
-    """The reply `python -m bot shell` prints for one line: the same answers as in Telegram, as plain text.
-
-    None means the user asked to leave; "" means there is nothing to say.
-    """
-    line = line.strip()
-    command, _, rest = line.partition(" ")
-    command = command.lower()
-    if not line:
-        return ""
-    if command in ("/quit", "/exit"):
-        return None
-    if command in ("/help", "/start"):
-        return SHELL_HELP
-    if command == "/latest":
-        return hits_text("Latest articles", service.latest(count_arg(rest)))
-    if command == "/search":
-        query = clean_question(rest)
-        if not query:
-            return "Tell me what to look for, for example: /search action plan"
-        hits = service.search(query, k=5)
-        return hits_text(f"Articles about “{query[:100]}”", [h.article for h in hits]) if hits else no_match(query)
-    if command == "/ask":
-        line = rest
-    elif command.startswith("/"):
-        return f"Unknown command {command}.\n{SHELL_HELP}"
-    question = clean_question(line)
-    return render_text(service.ask(question)) if question else EMPTY_QUESTION
+    def set_chat_language(self, chat_id: int, language: str | None) -> None:
+        self.store.set_chat_language(chat_id, language)
+        self._languages[chat_id] = language

@@ -21,9 +21,12 @@ MAX_SUMMARY_CHARS = 700
 # Ranking is quadratic in sentences; a news summary lives near the top anyway.
 MAX_CANDIDATES = 150
 MIN_WORDS = 4
+# The sentence splitter is not linear on long runs without a sentence end; a summary lives near the top anyway.
+MAX_INPUT_CHARS = 10_000
 
 _LETTER = re.compile(r"[^\W\d_]")
-_LINK = re.compile(r"https?://|www\.|\S+@\S+\.\w")
+_LINK = re.compile(r"https?://|www\.")
+_DOT_WORD = re.compile(r"\.\w")
 _JUNK_START = re.compile(
     r"^(click here|read more|read also|see also|subscribe|follow us|share this|share on|photo:|image:|image copyright"
     r"|copyright|all rights reserved|advertisement|tags:|подробнее|читайте также|фото:)",
@@ -40,9 +43,15 @@ def is_boilerplate(sentence: str) -> bool:
         return True
     if not any(ch.islower() for ch in letters):  # ALL CAPS banner
         return True
-    if _LINK.search(sentence) or _JUNK_START.match(sentence):
+    if _LINK.search(sentence) or any(_is_address(t) for t in tokens) or _JUNK_START.match(sentence):
         return True
     return len(tokens) < 8 and not _END.search(sentence)  # a heading or caption, not a sentence
+
+
+def _is_address(token: str) -> bool:
+    """Something@somewhere.tld, in two linear scans: the one-regex form backtracks catastrophically on `a@a@a@…`."""
+    at = token.find("@", 1)
+    return at > 0 and _DOT_WORD.search(token, at + 2) is not None
 
 
 def textrank(token_sets: Sequence[frozenset[str]], damping: float = 0.85, iterations: int = 40) -> np.ndarray:
@@ -96,9 +105,18 @@ def select(sentences: Sequence[str], language: str, k: int = SUMMARY_SENTENCES) 
     return sorted(best)
 
 
+def _head(body: str) -> str:
+    """The body up to MAX_INPUT_CHARS, cut after a whole paragraph or sentence so that no half sentence is chosen."""
+    if len(body) <= MAX_INPUT_CHARS:
+        return body
+    head = body[:MAX_INPUT_CHARS]
+    cut = max(head.rfind("\n\n"), *(head.rfind(end) for end in (". ", "! ", "? ")))
+    return head[: cut + 1] if cut > 0 else head
+
+
 def summarise(body: str, language: str, k: int = SUMMARY_SENTENCES) -> str:
     """Verbatim sentences of `body`; its first sentence when none qualifies (a caption-only item)."""
-    sentences = split_sentences(body, language)
+    sentences = split_sentences(_head(body), language)
     chosen = select(sentences, language, k)
     if not chosen:
         return sentences[0] if sentences else ""

@@ -15,8 +15,8 @@ from bot import knowledge
 from bot.config import Settings
 from bot.knowledge import Article
 from bot.store import Store
+from bot.testing.fake_telegram import FakeTelegram
 from tests.driver import ADMIN, RATE_LIMIT, REPO, running
-from tests.fake_telegram import FakeTelegram
 from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL server)
 
 # The shipped seed article answers this with exactly this sentence (issue 3).

@@ -12,16 +12,25 @@ from typing import Any
 
 from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application
+from bot import i18n
 from bot.config import Settings
-from bot.handlers import SERVICE
 from bot.service import Service
-from tests.fake_telegram import BOT_ID, FakeTelegram
+from bot.telegram.app import ALLOWED_UPDATES, build_application
+from bot.telegram.common import SERVICE
+from bot.testing.fake_telegram import BOT_ID, FakeTelegram
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN = 9001
 USER = 1001
-RATE_LIMIT = 5
+RATE_LIMIT = 10   # every command and button counts against it
+
+# What an English-speaking reader is told, from the catalog (the tests in other languages use their own).
+EN = i18n.translator("en")
+SORRY = EN("refusal.sorry")
+GONE = EN("button.gone")
+SLOW_DOWN = EN("refusal.slow_down")
+ADMINS_ONLY = EN("refusal.bot_admins")
+GROUP_ADMINS_ONLY = EN("refusal.chat_admins")
 
 
 @contextlib.asynccontextmanager

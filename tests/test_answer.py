@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,25 +13,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import knowledge
-from bot.answer import (
-    DONT_KNOW,
-    NOT_SURE,
-    TELEGRAM_LIMIT,
-    Alternative,
-    Answer,
-    answer_question,
-    article_html,
-    hits_html,
-    render_html,
-    render_text,
-)
+from bot import i18n, knowledge
+from bot.answer import Answer, answer_question
 from bot.cli import main
+from bot.format import MAX_MESSAGE
 from bot.knowledge import Article, FaqEntry
+from bot.render import article_card, article_list, render_html, render_text
 from bot.search import Hit, Index
 
 FIXTURES = Path(__file__).parent / "fixtures" / "search" / "knowledge"
 TELEGRAM_TAGS = {"b", "i", "a", "blockquote"}
+EN = i18n.translator("en")
+NOT_SURE = EN("answer.not_sure")
+DONT_KNOW = EN("answer.dont_know")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +63,7 @@ def check_html(markup: str) -> str:
     parser.feed(markup)
     parser.close()
     assert not parser.errors and not parser.open, (parser.errors, parser.open)
-    assert len(markup.encode("utf-16-le")) // 2 <= TELEGRAM_LIMIT
+    assert len(markup.encode("utf-16-le")) // 2 <= MAX_MESSAGE
     return "".join(parser.text)
 
 
@@ -105,7 +100,7 @@ def test_sure_card_shows_title_sentence_summary_byline_and_link(index: Index) ->
     text = check_html(markup)
     assert markup.startswith("<b>Village groups win grants for clean drinking water</b>")
     assert "<blockquote>Twelve village associations received grants" in markup
-    assert "1 July 2020 · Civic Herald" in text
+    assert "July 1, 2020 · Civic Herald" in text
     assert '<a href="https://example.org/news/water-grants">' in markup
 
 
@@ -115,7 +110,7 @@ def test_unsure_tier_offers_three_titles() -> None:
     ]
     answer = Answer(
         "q", True, False, 0.6, articles[0], ("Body 0.",), None,
-        tuple(Alternative(a.id, a.title, 0.5) for a in articles[1:]),
+        tuple(Hit(a, 0.5) for a in articles[1:]),
     )
     text = render_text(answer)
     assert text.startswith(NOT_SURE)
@@ -144,20 +139,20 @@ def test_text_rendering_has_the_same_content_without_markup(index: Index) -> Non
     text = render_text(answer)
     assert "<" not in text
     assert "Village groups win grants for clean drinking water" in text
-    assert "Source: https://example.org/news/water-grants" in text
+    assert f"{EN('article.source_link')}: https://example.org/news/water-grants" in text
 
 
 def test_hits_list_fits_one_message_however_many_hits() -> None:
     article = Article("x", "A <title> & more " * 20, dt.date(2021, 1, 2), None, "https://example.org/x", "en", "", "b")
-    markup = hits_html("Search results", [Hit(article, 1.0)] * 200)
+    markup = article_list("Search results", [article] * 200, EN)
     text = check_html(markup)
     assert text.startswith("Search results")
-    assert "2 January 2021" in text
+    assert "January 2, 2021" in text
 
 
 def test_unsafe_links_are_not_rendered_as_links() -> None:
     article = Article("x", "Title", None, None, 'javascript:alert("x")', "en", "", "Body.")
-    markup = article_html(article)
+    markup = article_card(article, EN)
     assert "href" not in markup
     check_html(markup)
 
@@ -172,7 +167,7 @@ def test_any_article_renders_as_valid_telegram_html_within_the_limit(
     title: str, body: str, summary: str, source: str | None, url: str | None, sentences: list[str], sure: bool
 ) -> None:
     article = Article("id", title, dt.date(2020, 5, 17), source, url, "en", summary, body)
-    alternatives = tuple(Alternative(f"alt{n}", title + str(n), 0.1) for n in range(3))
+    alternatives = tuple(Hit(replace(article, id=f"alt{n}", title=title + str(n)), 0.1) for n in range(3))
     faq = FaqEntry("f", ("q",), body or "answer", tuple(x for x in (url, "https://example.org/a") if x))
     for answer in (
         Answer("q", True, sure, 0.9, article, tuple(sentences), summary, alternatives),
@@ -180,9 +175,9 @@ def test_any_article_renders_as_valid_telegram_html_within_the_limit(
         Answer("q", True, True, 0.9, None, (), None, alternatives, faq),
     ):
         check_html(render_html(answer))
-        assert len(render_text(answer)) <= TELEGRAM_LIMIT
-    check_html(article_html(article, sentences))
-    check_html(hits_html(title, [Hit(article, 1.0)] * 30))
+        assert len(render_text(answer)) <= MAX_MESSAGE
+    check_html(article_card(article, EN, sentences))
+    check_html(article_list(title, [article] * 30, EN))
 
 
 def test_cli_ask_prints_json(capsys: pytest.CaptureFixture[str]) -> None:

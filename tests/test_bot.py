@@ -7,23 +7,42 @@ to it only through the fake server (users' updates in, the bot's API calls out),
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from telegram.ext import Application
 
-from bot.answer import Alternative, Answer
-from bot.app import webhook_options
+from bot.answer import Answer
 from bot.config import Settings
-from bot.handlers import ADMINS_ONLY, GONE, GROUP_ADMINS_ONLY, SLOW_DOWN, SORRY, answer_keyboard
 from bot.knowledge import Article, FaqEntry
-from bot.service import callback_key
+from bot.search import Hit
+from bot.telegram.app import webhook_options
+from bot.telegram.keyboards import answer_keyboard, callback_key
+from bot.testing.fake_telegram import BOT_ID, BOT_USERNAME, FakeTelegram
 from tests.conftest import LIBRARY, OFF_TOPIC_QUESTION, SEED_QUESTION, SEED_SENTENCE, make_article
-from tests.driver import ADMIN, RATE_LIMIT, REAL_LOOKING_TOKEN, USER, reply, run_env, running, say, service, until
-from tests.fake_telegram import BOT_ID, BOT_USERNAME, FakeTelegram
+from tests.driver import (
+    ADMIN,
+    ADMINS_ONLY,
+    EN,
+    GONE,
+    GROUP_ADMINS_ONLY,
+    RATE_LIMIT,
+    REAL_LOOKING_TOKEN,
+    SLOW_DOWN,
+    SORRY,
+    USER,
+    reply,
+    run_env,
+    running,
+    say,
+    service,
+    until,
+)
 
 SEED_PUBLISHER = "Government of the Republic of Kazakhstan"
 LIBRARY_HOURS = ("The central library extends its opening hours for students. "
@@ -156,15 +175,15 @@ def answer_id(tg: FakeTelegram, sent_params: dict[str, Any]) -> int:
 
 
 def _keyboard(answer: Answer) -> list[tuple[str, str]]:
-    markup = answer_keyboard(answer).to_dict()
+    markup = answer_keyboard(answer, EN).to_dict()
     return [(b["text"], b.get("url") or b["callback_data"]) for row in markup["inline_keyboard"] for b in row]
 
 
 def test_the_keyboard_follows_the_answer_tier() -> None:
     best = make_article("best", "Best match", "Body.")
     long_id = make_article("x" * 100, "An article with a very long id " + "and a long title " * 5, "Body.")
-    others = (Alternative(long_id.id, long_id.title, 0.4), Alternative("third", "Third", 0.3),
-              Alternative("fourth", "Fourth", 0.2))
+    others = (Hit(long_id, 0.4), Hit(make_article("third", "Third", "Body."), 0.3),
+              Hit(make_article("fourth", "Fourth", "Body."), 0.2))
     sure = _keyboard(Answer("q", True, True, 0.9, best, ("Body.",), None, others))
     assert sure[0] == ("Read at the source", "https://example.org/best")
     assert [data for _, data in sure[1:4]] == [f"a:{callback_key(long_id.id)}", "a:third", "a:fourth"]
@@ -335,6 +354,16 @@ async def test_latest_search_and_inline_mode(tg: FakeTelegram, app: Application)
     assert inline["results"][0]["input_message_content"]["parse_mode"] == "HTML"
     tg.push_inline_query("zzzqqq")
     assert (await tg.wait_for("answerInlineQuery"))["results"] == []
+
+
+async def test_a_count_that_is_not_a_number_gets_the_usage_not_a_traceback(
+    tg: FakeTelegram, app: Application, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        for count in ("²", "٣", "1" * 5000, "-1", "abc"):   # "²".isdigit() is true, and int() refuses it
+            assert (await say(tg, f"/latest {count}"))["text"] == EN("latest.usage")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert EN("latest.title") in (await say(tg, "/latest 2"))["text"]
 
 
 async def test_help_and_the_command_menus(tg: FakeTelegram, app: Application) -> None:

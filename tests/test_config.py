@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,22 +98,61 @@ def test_run_without_a_token_explains_instead_of_a_traceback(tmp_path: Path) -> 
     assert "python -m bot shell" in result.stderr
 
 
-def test_the_token_never_reaches_the_log() -> None:
+@contextlib.contextmanager
+def redacted_log(name: str) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger whose one handler carries the bot's redaction filter, and what it wrote."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactToken(TOKEN))
-    logger = logging.getLogger("test_config.redaction")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_the_token_never_reaches_the_log() -> None:
+    with redacted_log("test_config.redaction") as (logger, stream):
         logger.warning("HTTP Request: POST https://api.telegram.org/bot%s/getUpdates", TOKEN)
         try:
             raise RuntimeError(f"connection to https://api.telegram.org/bot{TOKEN}/sendMessage failed")
         except RuntimeError:
             logger.exception("request failed")
-    finally:
-        logger.removeHandler(handler)
     output = stream.getvalue()
     assert "getUpdates" in output and "sendMessage failed" in output and "RuntimeError" in output
     assert TOKEN not in output
     assert TOKEN.split(":")[1] not in output
+
+
+def test_the_token_is_redacted_whatever_its_case() -> None:
+    """python-telegram-bot lower-cases messages that begin "Bad Request: "; the redaction must not care."""
+    with redacted_log("test_config.redaction_case") as (logger, stream):
+        logger.error("bad request: chat not found for bot%s", TOKEN.lower())
+        logger.error("%s", TOKEN.split(":")[1].upper())
+    output = stream.getvalue().lower()
+    assert "chat not found" in output and output.count("<token>") == 2
+    assert TOKEN.split(":")[1].lower() not in output
+
+
+def test_an_uncaught_error_is_printed_without_the_token(tmp_path: Path) -> None:
+    """What escapes `python -m bot run` is printed by Python's traceback printer, which no log filter sees."""
+    program = f"""
+import threading
+from bot.config import Settings, configure_logging
+
+def fail_in_a_thread() -> None:
+    raise RuntimeError("thread saw " + {TOKEN!r})
+
+configure_logging(Settings(token={TOKEN!r}))
+worker = threading.Thread(target=fail_in_a_thread)
+worker.start()
+worker.join()
+raise RuntimeError("409 Conflict for bot" + {TOKEN.lower()!r})
+"""
+    result = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1
+    assert "409 Conflict" in result.stderr and "thread saw" in result.stderr and "Traceback" in result.stderr
+    assert TOKEN.split(":")[1].lower() not in result.stderr.lower()

@@ -13,7 +13,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.ext import ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes
 
-from tests.fake_telegram import BOT_USERNAME, FakeTelegram
+from bot.testing.fake_telegram import BOT_USERNAME, FakeTelegram
 
 
 @pytest.fixture

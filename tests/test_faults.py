@@ -26,12 +26,11 @@ import pytest
 
 from bot import ingest, knowledge
 from bot.config import Settings
-from bot.handlers import SORRY
 from bot.knowledge import Article
 from bot.store import Store, StoreError
+from bot.testing.fake_telegram import FakeTelegram, utf16_length
 from tests.conftest import LIBRARY, REPO, SEED_QUESTION, SEED_SENTENCE, make_article
-from tests.driver import ADMIN, REAL_LOOKING_TOKEN, reply, run_env, running, say, service, until
-from tests.fake_telegram import FakeTelegram, utf16_length
+from tests.driver import ADMIN, REAL_LOOKING_TOKEN, SORRY, reply, run_env, running, say, service, until
 
 LIBRARY_QUESTION = "when do the library reading rooms reopen?"
 LIBRARY_TITLE = "Library renovation approved"

@@ -24,15 +24,15 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from bot import ingest, knowledge
-from bot.answer import render_html
 from bot.config import Settings
-from bot.handlers import GONE, SORRY, answer_keyboard
 from bot.knowledge import Article, FaqEntry
+from bot.render import render_html
 from bot.service import Service
 from bot.store import Store
+from bot.telegram.keyboards import answer_keyboard
+from bot.testing.fake_telegram import BOT_USERNAME, FakeTelegram, _check_keyboard, utf16_length, visible_text
 from tests.conftest import REPO
-from tests.driver import ADMIN, running
-from tests.fake_telegram import BOT_USERNAME, FakeTelegram, _check_keyboard, utf16_length, visible_text
+from tests.driver import ADMIN, EN, GONE, SORRY, running
 
 # --- a knowledge base that tries everything a Telegram message can choke on ---------------------
 
@@ -111,7 +111,7 @@ def assert_valid_reply(html: str) -> None:
 def test_any_message_gets_a_valid_reply_whatever_the_articles_hold(service: Service, text: str) -> None:
     answer = service.ask(text)
     assert_valid_reply(render_html(answer))
-    _check_keyboard(answer_keyboard(answer).to_dict())   # button texts, data of at most 64 bytes, URLs
+    _check_keyboard(answer_keyboard(answer, EN).to_dict())   # button texts, data of at most 64 bytes, URLs
 
 
 # --- end to end through the fake server ------------------------------------------------------------

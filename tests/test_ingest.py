@@ -452,3 +452,57 @@ def test_json_lines_field_errors_name_the_line(tmp_path: Path) -> None:
         ":5: language must be a code such as 'en' or 'ru', not 'English'",
         ":6: a line must be a JSON object with 'title' and 'text'",
     ]
+
+
+# --- hardening (issue 13) ---
+
+def test_a_feed_whose_content_is_a_path_is_read_as_text_not_opened(tmp_path: Path) -> None:
+    """feedparser opens its argument when it names a file: `/dev/zero` in an .rss file would eat the memory."""
+    pointer = tmp_path / "pointer.rss"
+    pointer.write_text(str(FIXTURES / "feed.rss"))
+    report = ingest.build([str(pointer)], tmp_path / "kb")
+    assert report.added == []
+    (failure,) = report.failed
+    assert str(failure).startswith(f"{pointer}: not an RSS or Atom feed")
+
+
+def test_a_huge_published_value_is_refused_quickly(tmp_path: Path) -> None:
+    """dateparser is far from linear: what it is handed is capped (a 24 KB value took 18 s)."""
+    source = tmp_path / "in.jsonl"
+    huge = "5 June 2018 " + "12 " * 8000
+    source.write_text(json.dumps({"title": "A", "text": "Fine text here. Two sentences.", "published": huge}))
+    started = time.perf_counter()
+    report = ingest.build([str(source)], tmp_path / "kb")
+    assert time.perf_counter() - started < 10  # a safety margin, not a speed goal: uncapped, this took a minute
+    (failure,) = report.failed
+    assert str(failure).startswith(f"{source}:1: not a date: '5 June 2018 12 12")
+    assert ingest.find_date("5 June 2018 " + "and then " * 20) is None  # longer than any date line
+    assert ingest.find_date("published 5 June 2018") == ("5 June 2018", dt.date(2018, 6, 5))
+
+
+def test_an_id_too_long_for_a_file_name_fails_alone(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    records = [
+        {"id": "x" * 300, "title": "Long", "text": "Fine text here. Two sentences."},
+        {"id": "ж" * 120, "title": "Wide letters", "text": "Fine text here. Other sentences."},
+        {"id": "ok", "title": "Short", "text": "More fine text. Two sentences."},
+    ]
+    source.write_text("\n".join(json.dumps(r) for r in records))
+    report = ingest.build([str(source)], tmp_path / "kb")
+    assert report.added == ["ok"]
+    assert [str(f) for f in report.failed] == [
+        f"{source}:1: id is 300 bytes long, over the {knowledge.MAX_ID_BYTES}-byte limit of a file name",
+        f"{source}:2: id is 240 bytes long, over the {knowledge.MAX_ID_BYTES}-byte limit of a file name",
+    ]
+    assert list(knowledge.load(tmp_path / "kb").articles) == ["ok"]
+
+
+def test_only_the_first_lines_of_a_page_are_searched_for_dates() -> None:
+    """Each date line costs dateparser milliseconds: a page of thousands of them must not cost minutes."""
+    text = "5 June 2018\n" * 5000 + "\nThe council met. It agreed on the budget.\n"
+    started = time.perf_counter()
+    draft = ingest.parse_scraped_text("dates.txt", text)
+    assert time.perf_counter() - started < 10  # a safety margin: before the cap this took about 20 s
+    assert draft.body.endswith("The council met. It agreed on the budget.")
+    assert ingest.find_date("12 " * 20) is None  # too many numbers to be one date
+    assert ingest.find_date("Wed, 12 Sep 2018 10:45:00 +0600")[1] == dt.date(2018, 9, 12)  # type: ignore[index]

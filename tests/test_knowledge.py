@@ -178,3 +178,32 @@ def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = write(tmp_path, "bad.yaml", GOOD.replace("id: good-1", "id: bad-1").replace("2024-03-01", "soon"))
     assert cli.main(["check", "--knowledge", str(tmp_path)]) == 1
     assert capsys.readouterr().out.startswith(f"{bad}:3: field 'published' is not a date: 'soon'")
+
+
+@pytest.mark.parametrize("link", [
+    "https://example.org/a?b=c#d", "http://news.example.kz:8080/path", "https://пример.рф/статья",
+    "https://[2a00:1450:4001:80b::200e]/x", "https://93.184.216.34/",
+])
+def test_web_url_keeps_ordinary_links(link: str) -> None:
+    assert knowledge.web_url(link) == link
+
+
+@pytest.mark.parametrize("link", [
+    "https://a@b@c/", "https://user:pass@example.org/", "https://example.org@evil.example/",  # userinfo misleads
+    "https://example.org/\u202egpj.exe", "https://exa\u200bmple.org/", "https://example.org/\u2066x\u2069",
+    "https://example.org/\ufeff", "https://example.org/\u00ad", "https://example.org/\x07",  # invisible or control
+    "https://evil.example\\@example.org/",  # browsers read a backslash as a slash
+    "http://localhost/", "http://LOCALHOST:8080/", "http://app.localhost/", "http://127.0.0.1/", "http://127.1/",
+    "http://2130706433/", "http://0x7f.0.0.1/", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://10.0.0.5/",
+    "http://192.168.1.1/", "http://169.254.169.254/latest/meta-data", "http://0.0.0.0/", "http://intranet/",
+    "javascript:alert(1)", "tg://resolve?domain=x", "/relative", "https://",
+])
+def test_web_url_refuses_links_that_mislead_or_point_inside(link: str) -> None:
+    assert knowledge.web_url(link) is None
+
+
+def test_an_intranet_link_is_kept_as_the_articles_link_but_never_shown_as_a_button() -> None:
+    assert knowledge.http_url("http://10.0.0.5/news/1") == "http://10.0.0.5/news/1"
+    assert knowledge.web_url("http://10.0.0.5/news/1") is None
+    for hostile in ("https://a@b@c/", "https://example.org/\u202egpj.exe", "ftp://example.org/"):
+        assert knowledge.http_url(hostile) is None

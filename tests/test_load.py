@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 
-from bot.handlers import SORRY
+from bot.testing.fake_telegram import FakeTelegram
 from tests.conftest import OFF_TOPIC_QUESTION, SEED_QUESTION, SEED_SENTENCE
-from tests.driver import ADMIN, REAL_LOOKING_TOKEN, run_env
-from tests.fake_telegram import FakeTelegram
+from tests.driver import ADMIN, REAL_LOOKING_TOKEN, SORRY, run_env
 
 pytestmark = pytest.mark.load
 
@@ -38,7 +37,7 @@ QUESTIONS = (SEED_QUESTION, OFF_TOPIC_QUESTION, "what did the civil forum recomm
 _BOT = """
 import functools
 from telegram.ext import AIORateLimiter
-from bot import app
+from bot.telegram import app
 from bot.config import configure_logging, load_settings
 
 app.AIORateLimiter = functools.partial(AIORateLimiter, overall_max_rate=0)

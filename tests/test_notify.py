@@ -23,9 +23,10 @@ from telegram.request import HTTPXRequest
 
 from bot import knowledge
 from bot.knowledge import Article, KnowledgeBase, write_article
-from bot.notify import broadcast, chat_gone, matches, notify_new, plan, render_messages, render_notification
+from bot.notify import broadcast, chat_gone, matches, notify_new, plan
+from bot.render import render_messages, render_notification
 from bot.store import Store, StoreError, Subscription, open_store
-from tests.fake_telegram import FakeTelegram, utf16_length, visible_text
+from bot.testing.fake_telegram import FakeTelegram, utf16_length, visible_text
 
 
 def article(
@@ -99,7 +100,7 @@ def test_single_notification_shows_title_summary_date_link() -> None:
     shown = visible_text(text, "HTML")
     assert "Villagers demand clean water" in shown
     assert "Residents want the plant repaired." in shown
-    assert "2024-05-01" in shown
+    assert "May 1, 2024" in shown
     assert 'href="https://news.example.org/water-1"' in text
 
 
@@ -118,7 +119,7 @@ def test_digest_lists_several_articles_in_one_message() -> None:
     for item in (WATER, ELECTION, RUSSIAN):
         assert item.title in shown
         assert f'href="{item.url}"' in text
-    assert "2024-05-01" in shown
+    assert "May 1, 2024" in shown
 
 
 def test_digest_of_many_articles_splits_without_losing_any() -> None:

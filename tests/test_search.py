@@ -182,7 +182,7 @@ def test_ties_are_broken_by_id_and_never_sure(fixture_kb: KnowledgeBase) -> None
     assert hits[0].score == hits[1].score
     answer = answer_question(index, "grants for clean drinking water in villages")
     assert answer.found and not answer.sure
-    assert [a.id for a in answer.alternatives] == ["b-copy"]
+    assert [a.article.id for a in answer.alternatives] == ["b-copy"]
 
 
 @pytest.mark.parametrize("query", ["", "   ", "?!", "the of and"])

@@ -18,11 +18,12 @@ import aiohttp
 import pytest
 from telegram.ext import Application
 
-from bot.handlers import ADMINS_ONLY, SLOW_DOWN, SORRY
+from bot.testing.fake_telegram import BOT_USERNAME, FakeTelegram
 from tests.conftest import SEED_QUESTION, SEED_SENTENCE
-from tests.driver import ADMIN, RATE_LIMIT, REAL_LOOKING_TOKEN, USER, reply, run_env, say, service
-from tests.fake_telegram import BOT_USERNAME, FakeTelegram
+from tests.driver import ADMIN, EN, RATE_LIMIT, REAL_LOOKING_TOKEN, USER, reply, run_env, say, service
 from tests.test_fuzz import files_touched, not_code
+
+ADMINS_ONLY, SLOW_DOWN, SORRY = EN("refusal.bot_admins"), EN("refusal.slow_down"), EN("refusal.sorry")
 
 ANONYMOUS_ADMIN_BOT = 1087968824   # the user Telegram puts in `from` when a group admin posts as the group
 
@@ -87,6 +88,34 @@ async def test_hundreds_of_questions_from_one_user_get_one_polite_reply_and_othe
     print(f"others answered within {slowest * 1000:.0f} ms while one user sent 300 messages")
     stats = service(app).store.stats()
     assert stats.answered <= RATE_LIMIT + len(others)   # refused questions cost no ranking and no write
+
+
+async def test_every_path_a_user_triggers_counts_against_the_one_limit(tg: FakeTelegram, app: Application) -> None:
+    """/latest, inline queries, article and "latest" buttons, and refusals (each a getChatMember in a group)."""
+    flooder, group = 667, -9191
+    tg.chat_admins[group] = {42}
+    latest = await say(tg, "/latest", chat_id=flooder)
+    latest_id = next(int(c.result["message_id"]) for c in tg.calls if c.params is latest)
+    article = next(b["callback_data"] for row in latest["reply_markup"]["inline_keyboard"] for b in row)
+    for n in range(60):
+        match n % 4:
+            case 0:
+                tg.push_message("/latest 3", chat_id=flooder, user_id=flooder)
+            case 1:
+                tg.push_inline_query("plan", user_id=flooder)
+            case 2:
+                tg.push_callback(article, chat_id=flooder, user_id=flooder, message_id=latest_id)
+            case _:
+                tg.push_message("/subscribe", chat_id=group, user_id=flooder)
+    await asyncio.sleep(1.5)
+    sent = [c.params["text"] for c in tg.calls if c.method == "sendMessage"]
+    shared = [c for c in tg.calls if c.method == "answerInlineQuery" and c.params["results"]]
+    members = [c for c in tg.calls if c.method == "getChatMember"]
+    alerts = [c.params.get("text") for c in tg.calls if c.method == "answerCallbackQuery"]
+    assert len(sent) - sent.count(SLOW_DOWN) + len(shared) <= RATE_LIMIT
+    assert len(members) <= RATE_LIMIT
+    assert sent.count(SLOW_DOWN) + alerts.count(SLOW_DOWN) == 1
+    assert SEED_SENTENCE in (await say(tg, SEED_QUESTION, chat_id=2020))["text"]   # others are not limited
 
 
 @contextlib.asynccontextmanager

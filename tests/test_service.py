@@ -1,11 +1,8 @@
-"""The Telegram-free core: answering with statistics, reloading, limits, callback keys, reply texts, the shell."""
+"""The Telegram-free core: answering with statistics, reloading, limits, article keys, subscriptions, languages."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,21 +10,18 @@ from pathlib import Path
 import pytest
 
 from bot import service as service_module
-from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Problem
+from bot.knowledge import Article, KnowledgeBase, KnowledgeError
 from bot.service import (
     MAX_QUESTION_CHARS,
     MAX_SUBSCRIPTIONS,
     RateLimiter,
-    ReloadResult,
     Service,
-    callback_key,
+    SubscribeOutcome,
     clean_question,
-    reload_html,
-    shell_reply,
-    stats_html,
 )
-from bot.store import Stats, Store
-from tests.conftest import OFF_TOPIC_QUESTION, REPO, SEED_QUESTION, SEED_SENTENCE, make_article
+from bot.store import Store
+from bot.telegram.keyboards import callback_key
+from tests.conftest import OFF_TOPIC_QUESTION, SEED_QUESTION, SEED_SENTENCE
 
 LIBRARY = ("The city council approved the renovation of the central library on Monday. "
            "Works will cost 40 million tenge and the reading rooms reopen in September.")
@@ -88,7 +82,7 @@ def test_callback_keys_fit_telegram_and_resolve(knowledge_dir: Path, store: Stor
                                                 add_article: Callable[..., Article]) -> None:
     long_id = "a-very-long-article-identifier-" + "x" * 80
     add_article(long_id, "Library renovation approved", LIBRARY)
-    service = Service(knowledge_dir, store)
+    service = Service(knowledge_dir, store, article_key=callback_key)
     for article_id in service.kb.articles:
         key = callback_key(article_id)
         assert len(f"f:1:{key}".encode()) <= 64
@@ -194,79 +188,43 @@ def test_a_broken_knowledge_base_refuses_to_start(knowledge_dir: Path, store: St
 # --- subscriptions -------------------------------------------------------------------
 
 def test_subscriptions_are_bounded_per_chat(service: Service, store: Store) -> None:
-    assert "every new article" in service.subscribe(7, None)
-    assert "“climate”" in service.subscribe(7, "  Climate!! ")
-    assert "no words" in service.subscribe(7, "!!!")
+    everything = service.subscribe(7, None)
+    assert everything.outcome is SubscribeOutcome.SUBSCRIBED and everything.subscription is not None
+    assert everything.subscription.words is None
+    climate = service.subscribe(7, "  Climate!! ").subscription
+    assert climate is not None and climate.words == "climate"
+    assert service.subscribe(7, "!!!").outcome is SubscribeOutcome.NO_WORDS
     for n in range(MAX_SUBSCRIPTIONS - 2):
         service.subscribe(7, f"topic{n}")
-    assert "already has" in service.subscribe(7, "one more")
-    assert "Subscribed" in service.subscribe(7, "climate")   # an existing one is not refused
+    assert service.subscribe(7, "one more").outcome is SubscribeOutcome.TOO_MANY
+    assert service.subscribe(7, "climate").outcome is SubscribeOutcome.SUBSCRIBED   # an existing one is not refused
     assert len(store.subscriptions(7)) == MAX_SUBSCRIPTIONS
 
 
-# --- reply texts -------------------------------------------------------------------------
-
-def _visible_length(html_text: str) -> int:
-    return len(html_text.encode("utf-16-le")) // 2
-
-
-def test_the_reload_report_names_files_and_lines_and_fits(tmp_path: Path) -> None:
-    kb = KnowledgeBase()
-    problems = tuple(Problem(tmp_path / "articles" / f"a{n}.yaml", n, "bad YAML: <oops> & more") for n in range(500))
-    text = reload_html(ReloadResult(kb, kb, problems=problems), tmp_path)
-    assert "<code>articles/a3.yaml:3</code>" in text
-    assert "&lt;oops&gt; &amp; more" in text
-    assert _visible_length(text) <= 4096
-    assert text.rstrip().endswith("more")
+def test_a_subscription_in_a_language_no_article_is_in_is_flagged(service: Service) -> None:
+    assert service.languages == ("en",)
+    russian = service.subscribe(7, "волонтёры")
+    assert russian.outcome is SubscribeOutcome.SUBSCRIBED
+    assert russian.foreign_language == "ru" and russian.kb_languages == ("en",)
+    assert service.subscribe(7, "volunteers").foreign_language is None
 
 
-def test_the_reload_report_lists_what_changed() -> None:
-    old = KnowledgeBase({"gone": make_article("gone", "Old <news>", "Body.")})
-    new = KnowledgeBase({"new": make_article("new", "Fresh & new", "Body.")})
-    text = reload_html(ReloadResult(old, new, Changes(added=("new",), removed=("gone",))), Path("."))
-    assert "added: Fresh &amp; new" in text and "removed: Old &lt;news&gt;" in text
-    assert "1 added, 0 updated, 1 removed" in text
+def test_a_question_in_another_language_says_so_and_is_still_answered_on_a_strong_match(service: Service) -> None:
+    assert service.ask(SEED_QUESTION).foreign_language is None
+    russian = service.ask("Что такое ООН?")
+    assert russian.foreign_language == "ru" and russian.kb_languages == ("en",)
 
 
-def test_stats_escape_what_readers_typed() -> None:
-    stats = Stats(2, 3, 10, 4, 1, 2, [("<script>alert(1)</script>", 3)], [("why & how", 2)])
-    text = stats_html(stats, articles=5)
-    assert "Articles: 5" in text and "14 (10 answered, 4 not answered)" in text
-    assert "&lt;script&gt;" in text and "<script>" not in text and "why &amp; how" in text
+def test_the_chat_language_is_remembered(service: Service, store: Store) -> None:
+    assert service.chat_language(5) is None
+    service.set_chat_language(5, "kk")
+    assert service.chat_language(5) == "kk" and store.chat_language(5) == "kk"
+    service.migrate_chat(5, -1005)
+    assert service.chat_language(-1005) == "kk"
 
 
-# --- the shell -------------------------------------------------------------------------------
-
-def test_shell_replies(service: Service) -> None:
-    assert SEED_SENTENCE in (shell_reply(service, SEED_QUESTION) or "")
-    assert SEED_SENTENCE in (shell_reply(service, "/ask " + SEED_QUESTION) or "")
-    latest = shell_reply(service, "/latest 3") or ""
-    assert next(iter(service.kb.articles.values())).title in latest
-    assert "/search" in (shell_reply(service, "/search") or "")
-    assert "No article matches “zzzqqq”" in (shell_reply(service, "/search zzzqqq") or "")
-    assert "Unknown command /frobnicate" in (shell_reply(service, "/frobnicate") or "")
-    assert shell_reply(service, "   ") == ""
-    assert shell_reply(service, "/quit") is None
-
-
-def test_the_shell_command_reads_questions_from_stdin(knowledge_dir: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "shell", "--knowledge", str(knowledge_dir)],
-        input=f"{SEED_QUESTION}\n{OFF_TOPIC_QUESTION}\n/latest\n", capture_output=True, text=True, env=env,
-        timeout=120, cwd=knowledge_dir.parent,
-    )
-    assert result.returncode == 0, result.stderr
-    assert SEED_SENTENCE in result.stdout
-    assert result.stdout.count(SEED_SENTENCE) == 1   # the off-topic question is not answered with the seed
-    assert "Latest articles" in result.stdout
-
-
-def test_the_shell_lists_problems_instead_of_a_traceback(tmp_path: Path) -> None:
-    (tmp_path / "kb" / "articles").mkdir(parents=True)
-    (tmp_path / "kb" / "articles" / "x.yaml").write_text("title: no id\n", "utf-8")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "bot", "shell", "--knowledge", str(tmp_path / "kb")],
-                            input="", capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 1
-    assert "x.yaml:1" in result.stderr and "Traceback" not in result.stderr
+def test_latest_is_newest_first_and_bounded(service: Service) -> None:
+    newest = service.latest(100)
+    dated = [a.published for a in newest if a.published is not None]
+    assert dated == sorted(dated, reverse=True) and len(newest) <= 10
+    assert service.latest(1) == newest[:1]

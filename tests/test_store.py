@@ -1,6 +1,6 @@
 """The store keeps subscriptions, the delivery log and statistics across restarts and failures, and lets
 replicas share work, limits and leases: every behaviour on both backends, a real SQLite file and a real
-PostgreSQL server (tests/postgres.py)."""
+PostgreSQL server (bot/testing/postgres.py)."""
 
 from __future__ import annotations
 

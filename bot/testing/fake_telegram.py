@@ -23,11 +23,12 @@ from html.parser import HTMLParser
 from typing import Any
 
 from aiohttp import web
+from telegram.constants import InlineKeyboardButtonLimit, InlineQueryLimit, InlineQueryResultLimit, MessageLimit
 
 BOT_ID = 123456
 BOT_USERNAME = "civic_test_bot"
-MAX_MESSAGE_LENGTH = 4096
-MAX_CALLBACK_DATA_BYTES = 64
+MAX_MESSAGE_LENGTH = MessageLimit.MAX_TEXT_LENGTH
+MAX_CALLBACK_DATA_BYTES = InlineKeyboardButtonLimit.MAX_CALLBACK_DATA
 
 # Parameters the Bot API takes as plain strings: PTB sends them unquoted, so
 # they must not be JSON-decoded ("42" as text stays the string "42").
@@ -305,9 +306,10 @@ class FakeTelegram:
         return {"id": BOT_ID, "is_bot": True, "first_name": "Civic Test Bot", "username": BOT_USERNAME}
 
     @staticmethod
-    def user(user_id: int) -> dict[str, Any]:
+    def user(user_id: int, language: str = "en") -> dict[str, Any]:
+        """A user whose Telegram app is set to `language` (its `language_code`)."""
         return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}", "username": f"user{user_id}",
-                "language_code": "en"}
+                "language_code": language}
 
     def chat(self, chat_id: int, chat_type: str | None = None) -> dict[str, Any]:
         """The chat object for `chat_id`; a negative id is a group unless said otherwise."""
@@ -337,6 +339,7 @@ class FakeTelegram:
         chat_type: str = "private",
         reply_to_bot: bool = False,
         entities: list[dict[str, Any]] | None = None,
+        language: str = "en",
         thread_id: int | None = None,
     ) -> dict[str, Any]:
         """Queue a user's text message for getUpdates; commands and @mentions get entities as in Telegram.
@@ -348,7 +351,7 @@ class FakeTelegram:
             "message_id": next(self._message_ids),
             "date": int(time.time()),
             "chat": self.chat(chat_id, chat_type),
-            "from": self.user(user_id),
+            "from": self.user(user_id, language),
             "text": text,
         }
         if thread_id is not None:  # written in a forum topic
@@ -362,7 +365,8 @@ class FakeTelegram:
         return self._push("message", message)
 
     def push_callback(
-        self, data: str, *, chat_id: int = 1001, user_id: int = 1001, message_id: int | None = None
+        self, data: str, *, chat_id: int = 1001, user_id: int = 1001, message_id: int | None = None,
+        language: str = "en",
     ) -> dict[str, Any]:
         """Queue a button press on one of the bot's messages (by default its latest in the chat)."""
         if message_id is None:
@@ -371,16 +375,16 @@ class FakeTelegram:
             message = self._messages.get((chat_id, message_id)) or self._synthetic_bot_message(chat_id, message_id)
         query = {
             "id": str(next(self._callback_ids)),
-            "from": self.user(user_id),
+            "from": self.user(user_id, language),
             "message": message,
             "chat_instance": str(chat_id),
             "data": data,
         }
         return self._push("callback_query", query)
 
-    def push_inline_query(self, query: str, *, user_id: int = 1001) -> dict[str, Any]:
-        inline = {"id": str(next(self._callback_ids)), "from": self.user(user_id), "query": query, "offset": "",
-                  "chat_type": "sender"}
+    def push_inline_query(self, query: str, *, user_id: int = 1001, language: str = "en") -> dict[str, Any]:
+        inline = {"id": str(next(self._callback_ids)), "from": self.user(user_id, language), "query": query,
+                  "offset": "", "chat_type": "sender"}
         return self._push("inline_query", inline)
 
     async def wait_for(
@@ -725,7 +729,8 @@ class FakeTelegram:
     async def _api_answerInlineQuery(self, params: dict[str, Any]) -> Any:
         results = params.get("results") or []
         ids = [str(r.get("id", "")) for r in results]
-        if len(results) > 50 or len(set(ids)) != len(ids) or not all(0 < len(i.encode()) <= 64 for i in ids):
+        if (len(results) > InlineQueryLimit.RESULTS or len(set(ids)) != len(ids)
+                or not all(0 < len(i.encode()) <= InlineQueryResultLimit.MAX_ID_LENGTH for i in ids)):
             raise ApiError(400, "Bad Request: RESULT_ID_INVALID")
         for result in results:
             content = result.get("input_message_content") or {}

@@ -1,4 +1,4 @@
-"""The Telegram application: building it, wiring its handlers, starting and stopping it.
+"""The Telegram application: building it, wiring its handlers from the registry, starting and stopping it.
 
 `python -m bot run` sets up logging (`bot.config.configure_logging`) and calls `run`. Long polling by
 default; with WEBHOOK_URL set, a webhook that checks Telegram's secret token.
@@ -9,30 +9,22 @@ resumes any broadcast that a restart cut short.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from telegram import BotCommand, BotCommandScopeChat, Update
-from telegram.error import TelegramError
-from telegram.ext import (
-    AIORateLimiter,
-    Application,
-    ApplicationBuilder,
-    CallbackQueryHandler,
-    CommandHandler,
-    ContextTypes,
-    InlineQueryHandler,
-    MessageHandler,
-    filters,
-)
+from telegram import Update
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
 
-from bot import handlers, knowledge_cache, notify
+from bot import knowledge_cache, notify
 from bot.config import Settings
-from bot.handlers import COMMANDS, SERVICE, SETTINGS
 from bot.service import Service
 from bot.store import Store
+from bot.telegram import commands
+from bot.telegram.common import SERVICE, SETTINGS, service_of
+from bot.telegram.keyboards import callback_key
 
 log = logging.getLogger(__name__)
 
@@ -52,42 +44,8 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         builder = builder.base_url(settings.base_url)
     application = builder.build()
     application.bot_data[SETTINGS] = settings
-    register_handlers(application)
+    commands.register(application)
     return application
-
-
-def register_handlers(application: Application) -> None:  # type: ignore[type-arg]
-    # Commands, from the one list that also makes the menu and /help; admin ones guarded by user id.
-    for command in COMMANDS:
-        callback = handlers.admin_only(command.callback) if command.admin else command.callback
-        application.add_handler(CommandHandler(command.name, callback))
-    # Any other /command in a private chat: a pointer to /help (in groups it may be meant for another bot).
-    application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, handlers.unknown_command))
-    # Questions: any text in private chats; in groups the handler keeps only what is addressed to the bot.
-    application.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND,
-                                           handlers.on_text))
-    # A group upgraded to a supergroup keeps its subscriptions.
-    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, handlers.on_migrate))
-    # Buttons under our messages, and inline mode.
-    application.add_handler(CallbackQueryHandler(handlers.on_button))
-    application.add_handler(InlineQueryHandler(handlers.on_inline_query))
-    application.add_error_handler(handlers.on_error)
-
-
-async def set_commands(application: Application) -> None:  # type: ignore[type-arg]
-    """Everyone's menu without admin commands; each admin's private chat with all of them."""
-    bot = application.bot
-    settings: Settings = application.bot_data[SETTINGS]
-    try:
-        await bot.set_my_commands([BotCommand(c.name, c.description) for c in COMMANDS if not c.admin])
-    except TelegramError as exc:
-        log.warning("could not set the command menu: %s", exc)
-    everything = [BotCommand(c.name, c.description) for c in COMMANDS]
-    for admin_id in sorted(settings.admin_ids):
-        try:
-            await bot.set_my_commands(everything, scope=BotCommandScopeChat(admin_id))
-        except TelegramError as exc:  # e.g. an admin who has never opened a chat with the bot
-            log.warning("could not set the admin command menu for user %s: %s", admin_id, exc)
 
 
 async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
@@ -95,15 +53,15 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     store = Store(settings.database_path)
     try:
         service = Service(settings.knowledge_dir, store, user_rate_limit=settings.user_rate_limit,
-                          cache_path=knowledge_cache.beside(settings.database_path))
+                          cache_path=knowledge_cache.beside(settings.database_path), article_key=callback_key)
     except BaseException:
         store.close()
         raise
     application.bot_data[SERVICE] = service
     log.info("knowledge base %s: %d articles, %d FAQ entries",
              settings.knowledge_dir, len(service.kb.articles), len(service.kb.faq))
-    fresh = notify.unannounced(store, service.kb)   # on a new database: none, what is there is not news
-    await set_commands(application)
+    fresh = await asyncio.to_thread(notify.unannounced, store, service.kb)   # on a new database: none
+    await commands.set_menus(application)
     assert application.job_queue is not None
     application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast", data=fresh)
 
@@ -111,7 +69,7 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Deliver what a previous run queued and did not send, and announce articles it never announced (a crash
     during a /reload, or files added while the bot was down): nothing, usually."""
-    service = handlers.service_of(context)
+    service = service_of(context)
     assert context.job is not None
     report = await notify.notify_new(context.bot, service.store, service.kb, context.job.data)
     if report.delivered or report.failed:

@@ -1,0 +1,289 @@
+"""How every reply reads, in the reader's language: answers, article cards and lists, notifications and digests,
+subscription outcomes, /reload and /stats reports.
+
+Pure functions of their data and a `bot.i18n.Translator` (`tr`). Each renders Telegram HTML (every piece from an
+article or a reader escaped, never over Telegram's message limit whatever the article holds) or, with
+`html_mode=False`, the plain text the shell and `python -m bot ask` print. The words come from the message
+catalogs; the budgets and limits from `bot.format`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.answer import ALTERNATIVES, Answer, display_title
+from bot.format import (
+    BYLINE,
+    HEADING,
+    MAX_MESSAGE,
+    QUOTE,
+    QUOTED_WORDS,
+    SUMMARY,
+    TITLE,
+    clip,
+    escape,
+    fit,
+    link,
+    one_line,
+)
+from bot.i18n import DEFAULT, Translator, translator
+from bot.knowledge import Article, Changes, KnowledgeBase, Problem, web_url
+from bot.store import Stats, Subscription
+from bot.text import telegram_length
+
+ENGLISH = translator(DEFAULT)
+NEW = "🆕"
+
+
+def bold(text: str, html_mode: bool = True) -> str:
+    return f"<b>{text}</b>" if html_mode else text
+
+
+def language_list(tr: Translator, codes: Sequence[str]) -> str:
+    return ", ".join(tr.language_name(code) for code in codes)
+
+
+# --- articles --------------------------------------------------------------------
+
+
+def _quote(sentences: Sequence[str], html_mode: bool) -> str:
+    """The answering sentences as a block quote (at most three, QUOTE characters in all)."""
+    if not sentences:
+        return ""
+    shown = sentences[:3]
+    lines = [clip(s, QUOTE // len(shown), html_mode=html_mode) for s in shown]
+    return f"<blockquote>{chr(10).join(lines)}</blockquote>" if html_mode else "\n".join(f"> {line}" for line in lines)
+
+
+def card_parts(article: Article, tr: Translator, sentences: Sequence[str] = (), summary: str | None = None,
+               html_mode: bool = True) -> list[str]:
+    """Title, answering sentence(s), summary, date and publisher, source link: the budgets sum well under the
+    message limit (a URL is at most `knowledge.MAX_URL`)."""
+    parts = [bold(clip(display_title(article), TITLE, html_mode=html_mode), html_mode)]
+    quote = _quote(sentences, html_mode)
+    if quote:
+        parts.append(quote)
+    summary = article.summary if summary is None else summary
+    if summary.strip() and one_line(summary) not in {one_line(s) for s in sentences}:
+        parts.append(clip(summary, SUMMARY, html_mode=html_mode))
+    source = clip(article.source, BYLINE, html_mode=html_mode) if article.source else ""
+    byline = " · ".join(part for part in (tr.date(article.published), source) if part)   # a date keeps its NBSPs
+    if byline:
+        parts.append(f"<i>{byline}</i>" if html_mode else byline)
+    url = web_url(article.url)
+    if url:
+        parts.append(link(url, tr("article.source_link"), html_mode=html_mode))
+    return parts
+
+
+def article_card(article: Article, tr: Translator, sentences: Sequence[str] = (), html_mode: bool = True) -> str:
+    """The full card for an article chosen from a list, shared inline, or announced."""
+    return "\n\n".join(card_parts(article, tr, sentences, html_mode=html_mode))
+
+
+def article_list(title: str, articles: Sequence[Article], tr: Translator, html_mode: bool = True) -> str:
+    """A short numbered list (title, date, link) for /search and /latest, cut to fit one message."""
+    if not articles:
+        return tr("browse.none")
+    lines = [bold(clip(title, HEADING, html_mode=html_mode), html_mode)]
+    used = telegram_length(lines[0])
+    for number, article in enumerate(articles, start=1):
+        name = clip(display_title(article), TITLE, html_mode=html_mode)
+        url = web_url(article.url)
+        line = f'{number}. <a href="{escape(url)}">{name}</a>' if html_mode and url else f"{number}. {name}"
+        when = tr.date(article.published)
+        if when:
+            line += f" · {when}"
+        if url and not html_mode:
+            line += f"\n   {url}"
+        if used + 1 + telegram_length(line) > MAX_MESSAGE:
+            break
+        lines.append(line)
+        used += 1 + telegram_length(line)
+    return "\n".join(lines)
+
+
+def about(tr: Translator, words: str) -> str:
+    """The title of a list of search results (plain text: `article_list` escapes it)."""
+    return tr("browse.about", words=clip(words, QUOTED_WORDS, html_mode=False))
+
+
+def no_match(tr: Translator, words: str, html_mode: bool = True) -> str:
+    return tr("browse.no_match", words=clip(words, QUOTED_WORDS, html_mode=html_mode))
+
+
+# --- answers ---------------------------------------------------------------------
+
+
+def _titles(articles: Sequence[Article], html_mode: bool) -> str:
+    return "\n".join(f"{number}. {bold(clip(display_title(article), 250, html_mode=html_mode), html_mode)}"
+                     for number, article in enumerate(articles[:ALTERNATIVES], start=1))
+
+
+def _answer_body(answer: Answer, tr: Translator, html_mode: bool) -> str:
+    if answer.faq is not None:
+        parts = [clip(answer.faq.answer, 3000, html_mode=html_mode)]
+        for faq_link in answer.faq.links[:5]:
+            url = web_url(faq_link)
+            if url:
+                parts.append(f'<a href="{escape(url)}">{clip(url, 150)}</a>' if html_mode else url)
+        return "\n".join(parts)
+    if answer.found and answer.article is not None:
+        if answer.sure:
+            return "\n\n".join(card_parts(answer.article, tr, answer.sentences, answer.summary or "", html_mode))
+        guesses = [answer.article, *(hit.article for hit in answer.alternatives)]
+        parts = [tr("answer.not_sure"), _titles(guesses, html_mode), _quote(answer.sentences, html_mode)]
+        return "\n\n".join(part for part in parts if part)
+    if not answer.alternatives:
+        return f"{tr('answer.dont_know')}\n{tr('answer.latest_hint')}"
+    closest = _titles([hit.article for hit in answer.alternatives], html_mode)
+    return "\n\n".join([tr("answer.dont_know"), f"{tr('answer.closest')}\n{closest}", tr("answer.latest_hint")])
+
+
+def render_answer(answer: Answer, tr: Translator, html_mode: bool = True) -> str:
+    """The reply to a question; it says so first when the articles are in other languages than the question."""
+    body = _answer_body(answer, tr, html_mode)
+    if answer.foreign_language is None:
+        return body
+    note = tr("answer.other_languages", question=tr.language_name(answer.foreign_language),
+              languages=language_list(tr, answer.kb_languages))
+    return f"{note}\n\n{body}"
+
+
+def render_html(answer: Answer, tr: Translator = ENGLISH) -> str:
+    """The Telegram reply in HTML parse mode: all text escaped, within the message limit."""
+    return render_answer(answer, tr, html_mode=True)
+
+
+def render_text(answer: Answer, tr: Translator = ENGLISH) -> str:
+    """The same reply as plain text, for `python -m bot ask` and the shell."""
+    return render_answer(answer, tr, html_mode=False)
+
+
+# --- notifications -----------------------------------------------------------------
+
+
+def _digest_line(article: Article, tr: Translator) -> str:
+    title = clip(display_title(article), TITLE)
+    url = web_url(article.url)
+    line = f'• <a href="{escape(url)}">{title}</a>' if url else f"• {title}"
+    when = tr.date(article.published)
+    return f"{line} — {when}" if when else line
+
+
+def render_messages(
+    articles: Sequence[Article], language: str = DEFAULT, pages: int | None = None
+) -> list[tuple[tuple[str, ...], str]]:
+    """(article ids, HTML) per message: one card for one article, else digests of as many lines as fit (the
+    first `pages` of them only, when given)."""
+    tr = translator(language)
+    if len(articles) == 1:
+        return [((articles[0].id,), f"{NEW} {article_card(articles[0], tr)}")]
+    header = f"{NEW} {bold(tr.plural('digest.header', len(articles)))}"
+    continued = f"{NEW} {bold(tr('digest.continued'))}"
+    messages: list[tuple[tuple[str, ...], str]] = []
+    ids: list[str] = []
+    lines: list[str] = [header, ""]
+    used = telegram_length(header) + 1
+    for article in articles:
+        line = _digest_line(article, tr)
+        if ids and used + 1 + telegram_length(line) > MAX_MESSAGE:
+            messages.append((tuple(ids), "\n".join(lines)))
+            if len(messages) == pages:
+                return messages
+            ids, lines, used = [], [continued, ""], telegram_length(continued) + 1
+        ids.append(article.id)
+        lines.append(line)
+        used += telegram_length(line) + 1
+    messages.append((tuple(ids), "\n".join(lines)))
+    return messages
+
+
+def render_notification(articles: Sequence[Article], language: str = DEFAULT) -> str:
+    """One message: a card for one article, a digest for several (the rest counted, with a pointer to /latest)."""
+    if not articles:
+        raise ValueError("nothing to notify about")
+    ((ids, text),) = render_messages(articles, language, pages=1)   # thousands of articles: the first page only
+    if len(ids) == len(articles):
+        return text
+    tr = translator(language)
+    shown = list(ids)
+    while True:
+        tail = tr.plural("digest.more", len(articles) - len(shown))
+        if telegram_length(text) + 1 + telegram_length(tail) <= MAX_MESSAGE:
+            return f"{text}\n{tail}"
+        shown.pop()
+        text = text.rsplit("\n", 1)[0]
+
+
+# --- subscriptions -------------------------------------------------------------------
+
+
+def subscription_what(subscription: Subscription, tr: Translator, limit: int = QUOTED_WORDS) -> str:
+    """What a subscription is about, in plain text (escape it for HTML)."""
+    if subscription.words is None:
+        return tr("subscriptions.everything")
+    return tr("subscriptions.about", words=clip(subscription.words, limit, html_mode=False))
+
+
+def subscriptions_list(subscriptions: Sequence[Subscription], tr: Translator) -> str:
+    if not subscriptions:
+        return tr("subscriptions.none")
+    lines = [bold(tr("subscriptions.title"))]
+    lines += [f"• {escape(subscription_what(s, tr))}" for s in subscriptions]
+    return "\n".join(lines)
+
+
+# --- admins' reports -------------------------------------------------------------------
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def reload_report(old: KnowledgeBase, new: KnowledgeBase, changes: Changes, problems: Sequence[Problem],
+                  knowledge_dir: Path, tr: Translator) -> str:
+    """What a reload changed, or why nothing was swapped in (file:line: message per problem)."""
+    def more(n: int) -> str:
+        return tr.plural("report.more", n)
+
+    if problems:
+        head = f"{bold(tr('reload.failed_title'))} {tr.plural('reload.problems', len(problems))}"
+        lines = [f"<code>{escape(_relative(p.path, knowledge_dir))}:{p.line}</code>: {escape(p.message[:300])}"
+                 for p in problems]
+        return fit([head, *lines], more)
+    head = f"{bold(tr('reload.done_title'))} " + tr(
+        "reload.counts", articles=tr.plural("articles.count", len(new.articles)),
+        added=tr.number(len(changes.added)), updated=tr.number(len(changes.updated)),
+        removed=tr.number(len(changes.removed)))
+    if not changes:
+        return f"{head}\n{tr('reload.unchanged')}"
+    lines = [head]
+    for key, ids, kb in (("reload.added", changes.added, new), ("reload.updated", changes.updated, new),
+                         ("reload.removed", changes.removed, old)):
+        lines.extend(tr(key, title=escape(kb.articles[i].title[:200])) for i in ids)
+    if changes.added:
+        lines.append(tr("reload.notifying"))
+    return fit(lines, more)
+
+
+def stats_report(stats: Stats, articles: int, tr: Translator, top: int = 5) -> str:
+    asked = stats.answered + stats.unanswered
+    lines = [
+        bold(tr("stats.title")),
+        tr("stats.articles", count=tr.number(articles)),
+        tr("stats.chats", chats=tr.number(stats.subscribed_chats),
+           subscriptions=tr.plural("subscriptions.count", stats.subscriptions)),
+        tr("stats.questions", asked=tr.number(asked), answered=tr.number(stats.answered),
+           unanswered=tr.number(stats.unanswered)),
+        tr("stats.feedback", helpful=tr.number(stats.helpful), unhelpful=tr.number(stats.unhelpful)),
+    ]
+    for key, rows in (("stats.top_unanswered", stats.top_unanswered), ("stats.top_unhelpful", stats.top_unhelpful)):
+        if rows:
+            lines.append(bold(tr(key)))
+            lines.extend(f"{tr.number(count)}× {escape(question[:200])}" for question, count in rows[:top])
+    return fit(lines, lambda n: tr.plural("report.more", n))

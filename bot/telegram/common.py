@@ -1,0 +1,81 @@
+"""What every handler needs: the service and settings, the reader's language, the rate limit, who is an admin."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+from telegram import LinkPreviewOptions, Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.ext import ContextTypes
+
+from bot import i18n
+from bot.config import Settings
+from bot.i18n import Translator
+from bot.service import Service
+from bot.store import StoreError
+
+log = logging.getLogger(__name__)
+
+SERVICE = "service"
+SETTINGS = "settings"
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+Context = ContextTypes.DEFAULT_TYPE
+
+
+def service_of(context: Context) -> Service:
+    return cast(Service, context.bot_data[SERVICE])
+
+
+def settings_of(context: Context) -> Settings:
+    return cast(Settings, context.bot_data[SETTINGS])
+
+
+async def language_of(update: Update, context: Context) -> str:
+    """The chat's choice if it made one, else the user's Telegram language, else English."""
+    chat, user = update.effective_chat, update.effective_user
+    chosen = None
+    if chat is not None:
+        service = service_of(context)
+        known, chosen = service.known_language(chat.id)
+        if not known:
+            try:
+                chosen = await asyncio.to_thread(service.chat_language, chat.id)
+            except StoreError as exc:  # a preference: answering in the user's Telegram language beats not answering
+                log.warning("could not read the chat's language: %s", exc)
+    return i18n.resolve(chosen, user.language_code if user is not None else None)
+
+
+async def translator_of(update: Update, context: Context) -> Translator:
+    return i18n.translator(await language_of(update, context))
+
+
+def admit(update: Update, context: Context) -> tuple[bool, bool]:
+    """The per-user rate limit, for every path a user can trigger: (allowed, warn once)."""
+    user = update.effective_user
+    return service_of(context).limiter.check(user.id) if user is not None else (True, False)
+
+
+def is_bot_admin(update: Update, context: Context) -> bool:
+    """Admins are numeric user ids from ADMIN_IDS, in any chat; never a username or a chat title."""
+    user = update.effective_user
+    return user is not None and user.id in settings_of(context).admin_ids
+
+
+async def is_chat_admin(update: Update, context: Context) -> bool:
+    """In groups a chat admin (checked with Telegram, by user id); in a private chat, the user."""
+    chat = update.effective_chat
+    if chat is None:
+        return False
+    if chat.type == ChatType.PRIVATE:
+        return True
+    message = update.message
+    if message is not None and message.sender_chat is not None and message.sender_chat.id == chat.id:
+        return True  # an anonymous group admin posts as the group itself
+    user = update.effective_user
+    if user is None:
+        return False
+    member = await context.bot.get_chat_member(chat.id, user.id)
+    return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)

@@ -1,0 +1,103 @@
+"""Every inline keyboard the bot sends, and the callback data its buttons carry.
+
+Callback data is `<kind>:<rest>`, at most `MAX_CALLBACK_DATA` bytes; the kinds are the constants below and
+`bot.telegram.commands.BUTTONS` says what each does. A pressed button is honoured only if the message
+really carries it (`offered`), so forged data is refused and never used as a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+from bot import i18n
+from bot.answer import ALTERNATIVES, Answer, display_title
+from bot.format import BUTTON_TITLE, MAX_CALLBACK_DATA, clip
+from bot.i18n import Translator
+from bot.knowledge import Article, web_url
+from bot.render import subscription_what
+from bot.store import Subscription
+
+ARTICLE = "a"        # a:<article key>      show the article's card
+FEEDBACK = "f"       # f:<1|0>:<key>        helpful / not helpful
+UNSUBSCRIBE = "u"    # u:<subscription id>  remove one subscription
+LATEST = "l"         # l                    the latest articles
+LANGUAGE = "g"       # g:<code>             the chat's language
+
+KEY_BYTES = MAX_CALLBACK_DATA - len(f"{FEEDBACK}:1:")   # the longest prefix put before an article key
+
+
+def callback_key(article_id: str) -> str:
+    """An article id as it travels in callback data: itself when short, else a stable hash of it."""
+    if len(article_id.encode()) <= KEY_BYTES and not article_id.startswith("#"):
+        return article_id
+    return "#" + hashlib.blake2b(article_id.encode(), digest_size=12).hexdigest()
+
+
+def _plain(text: str, limit: int = BUTTON_TITLE) -> str:
+    return clip(text, limit, html_mode=False)
+
+
+def article_button(article: Article) -> InlineKeyboardButton:
+    return InlineKeyboardButton(_plain(display_title(article)), callback_data=f"{ARTICLE}:{callback_key(article.id)}")
+
+
+def source_row(article: Article | None, tr: Translator) -> list[InlineKeyboardButton]:
+    url = web_url(article.url) if article is not None else None
+    return [InlineKeyboardButton(tr("article.source_link"), url=url)] if url else []
+
+
+def source_keyboard(article: Article, tr: Translator) -> InlineKeyboardMarkup | None:
+    row = source_row(article, tr)
+    return InlineKeyboardMarkup([row]) if row else None
+
+
+def answer_keyboard(answer: Answer, tr: Translator) -> InlineKeyboardMarkup:
+    """Source link, the titles offered (the next best articles, or the guesses when unsure), helpful / not helpful."""
+    rows = [source_row(answer.article, tr)] if answer.sure else []
+    offered = [hit.article for hit in answer.alternatives]
+    if answer.article is not None and not answer.sure:
+        offered.insert(0, answer.article)
+    rows += [[article_button(article)] for article in offered[:ALTERNATIVES]]
+    if answer.found:
+        key = callback_key(answer.article.id) if answer.article is not None else ""
+        rows.append([InlineKeyboardButton(tr("button.helpful"), callback_data=f"{FEEDBACK}:1:{key}"),
+                     InlineKeyboardButton(tr("button.not_helpful"), callback_data=f"{FEEDBACK}:0:{key}")])
+    else:
+        rows.append([InlineKeyboardButton(tr("button.latest"), callback_data=LATEST)])
+    return InlineKeyboardMarkup([row for row in rows if row])
+
+
+def list_keyboard(articles: list[Article]) -> InlineKeyboardMarkup | None:
+    return InlineKeyboardMarkup([[article_button(a)] for a in articles]) if articles else None
+
+
+def subscriptions_keyboard(subscriptions: list[Subscription], tr: Translator) -> InlineKeyboardMarkup | None:
+    if not subscriptions:
+        return None
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton(tr("button.stop", what=subscription_what(sub, tr, 40)),
+                              callback_data=f"{UNSUBSCRIBE}:{sub.id}")]
+        for sub in subscriptions
+    ])
+
+
+def language_keyboard() -> InlineKeyboardMarkup:
+    """One button per catalog, each named in its own language."""
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton(i18n.translator(code)("language.name"), callback_data=f"{LANGUAGE}:{code}")]
+        for code in i18n.languages()
+    ])
+
+
+def offered(message: Message, data: str) -> bool:
+    """Whether the pressed message really carries a button with this data (a client can send any data)."""
+    markup = message.reply_markup
+    return markup is not None and any(b.callback_data == data for row in markup.inline_keyboard for b in row)
+
+
+def without_feedback(message: Message) -> InlineKeyboardMarkup | None:
+    rows = [row for row in (message.reply_markup.inline_keyboard if message.reply_markup else ())
+            if not any(isinstance(b.callback_data, str) and b.callback_data.startswith(f"{FEEDBACK}:") for b in row)]
+    return InlineKeyboardMarkup(rows) if rows else None
