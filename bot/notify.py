@@ -128,6 +128,7 @@ class Pacing:
 
 GLOBAL_BUCKET = "send:global"
 LEASE = 30.0  # seconds a claimed chat is ours: also the pause before a send left pending is tried again
+SWEEP = 60.0  # seconds between the running bot's looks for deliveries left pending or by a dead replica
 POLL = 0.25  # seconds between looks at what other replicas still hold, once this one has nothing to claim
 LEASE_USE = 0.5  # a claimed chat not started within this share of its lease is left for the next claim
 STORE_ATTEMPTS = 5  # tries of a store call that failed (locked, connection lost) before giving up

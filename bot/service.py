@@ -324,15 +324,16 @@ class Service:
 
     # --- chats (each of these reads or writes the store) ------------------------
 
-    def subscribe(self, chat_id: int, words: str | None) -> Subscribed:
-        """/subscribe [words]: every new article, or only those about the words."""
+    def subscribe(self, chat_id: int, words: str | None, thread_id: int | None = None) -> Subscribed:
+        """/subscribe [words]: every new article, or only those about the words (into the forum topic
+        `thread_id` when it was sent from one)."""
         key = normalise_words(words[:MAX_SUBSCRIPTION_CHARS]) if words and words.strip() else None
         if words and words.strip() and key is None:
             return Subscribed(SubscribeOutcome.NO_WORDS)
         existing = self.store.subscriptions(chat_id)
         if len(existing) >= MAX_SUBSCRIPTIONS and all(s.words != key for s in existing):
             return Subscribed(SubscribeOutcome.TOO_MANY)
-        subscription = self.store.subscribe(chat_id, key)
+        subscription = self.store.subscribe(chat_id, key, thread_id)
         foreign = self.foreign_language(key) if key else None
         return Subscribed(SubscribeOutcome.SUBSCRIBED, subscription, foreign, self.languages if foreign else ())
 

@@ -10,7 +10,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ import telegram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from telegram.error import BadRequest, Forbidden
-from telegram.ext import AIORateLimiter, ApplicationBuilder
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
 from bot import knowledge
@@ -27,6 +27,8 @@ from bot.notify import broadcast, chat_gone, matches, notify_new, plan
 from bot.render import render_messages, render_notification
 from bot.store import Store, StoreError, Subscription, open_store
 from bot.testing.fake_telegram import FakeTelegram, utf16_length, visible_text
+from tests.conftest import LIBRARY
+from tests.driver import ADMIN, reply, say, service
 
 
 def article(
@@ -625,3 +627,18 @@ async def test_a_replica_killed_mid_broadcast_has_its_share_finished_by_the_othe
     assert store.pending() == {}
     assert report.delivered > 0 and time.monotonic() - killed_at >= 1.0  # it waited for the dead one's leases
     store.close()
+
+
+async def test_subscribing_inside_a_forum_topic_delivers_into_it_and_the_answer_stays_in_it(
+    tg: FakeTelegram, app: Application, add_article: Callable[..., Article]
+) -> None:
+    forum = -1000000000077
+    tg.chat_admins[forum] = {42}
+    tg.push_message("/subscribe", chat_id=forum, user_id=42, chat_type="supergroup", thread_id=5)
+    answer = await reply(tg, forum)
+    assert "Subscribed" in answer["text"] and answer.get("message_thread_id") == 5
+    assert [s.thread_id for s in service(app).store.subscriptions(forum)] == [5]
+    add_article("library-renovation", "Library renovation approved", LIBRARY)
+    await say(tg, "/reload", chat_id=ADMIN)
+    notification = await reply(tg, forum, contains="Library renovation approved")
+    assert notification.get("message_thread_id") == 5

@@ -64,6 +64,7 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     await commands.set_menus(application)
     assert application.job_queue is not None
     application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast", data=fresh)
+    application.job_queue.run_repeating(_sweep, interval=notify.SWEEP, first=notify.SWEEP, name="broadcast-sweep")
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -74,6 +75,14 @@ async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
     report = await notify.notify_new(context.bot, service.store, service.kb, context.job.data)
     if report.delivered or report.failed:
         log.info("resumed broadcast: %s", report)
+
+
+async def _sweep(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Finish what another replica left when it died, and retry what was left pending: nothing, usually."""
+    service = service_of(context)
+    report = await notify.broadcast(context.bot, service.store, service.kb)
+    if report.delivered or report.removed_chats:
+        log.info("broadcast sweep: %s", report)
 
 
 async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
