@@ -108,6 +108,8 @@ class Pacing:
     A token bucket of capacity c and rate r lets through at most floor(c + r * (1 + j)) sends in any sliding
     second when sends reach Telegram up to j seconds later than their token was taken; c + r = the limit keeps
     that at the limit for any j under 1 / r, while c > 1 lets a late taker catch up instead of losing the time.
+    Answers to users (python-telegram-bot's AIORateLimiter, per process) share the limit: during a broadcast
+    they have the remaining c, about one message a second, and any 429 they meet is waited out and retried.
     """
 
     per_second: float = FloodLimit.MESSAGES_PER_SECOND  # 30, overall
@@ -136,12 +138,13 @@ STORE_BACKOFF = 0.1  # seconds before the first store retry; doubles each time
 
 # Telegram's descriptions of a chat that is gone for good (lower case): blocked, kicked, deleted, deactivated,
 # never started. Anything else (not enough rights, a temporary restriction, a closed topic) keeps the
-# subscription and leaves the message pending. Handlers answering in such a chat use the same test.
+# subscription and leaves the message pending.
 CHAT_GONE = (
     "bot was blocked by the user", "bot was kicked", "user is deactivated", "chat not found", "user not found",
     "peer_id_invalid", "group chat was deleted", "chat was deleted", "bot is not a member",
     "bot can't initiate conversation", "bot can't send messages to bots",
 )
+TOPIC_GONE = "message thread not found"
 
 # Who claims deliveries: one id per process, so leases say which replica holds a chat.
 WORKER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -175,19 +178,17 @@ def _retry_after_seconds(error: RetryAfter) -> float:
 
 async def _stored(call: Callable[..., T], *args: object) -> T:
     """A store call off the event loop, tried again with backoff when the database fails for a moment."""
-    for attempt in range(STORE_ATTEMPTS):
+    for attempt in range(STORE_ATTEMPTS - 1):
         try:
             return await asyncio.to_thread(call, *args)
         except StoreError as exc:
-            if attempt == STORE_ATTEMPTS - 1:
-                raise
             log.warning("store call %s failed, retrying: %s", getattr(call, "__name__", call), exc)
             await asyncio.sleep(STORE_BACKOFF * 2**attempt)
-    raise AssertionError("unreachable")
+    return await asyncio.to_thread(call, *args)
 
 
 class _Pacer:
-    """Takes a send's tokens from the shared buckets; one taker per process, so replicas poll, not tasks."""
+    """Takes a send's tokens from the shared buckets; one taker per broadcast, so replicas poll, not tasks."""
 
     def __init__(self, store: Store, pacing: Pacing) -> None:
         self.store = store
@@ -306,6 +307,11 @@ class _Broadcast:
             self.left.add(chat_id)
             self.report.failed += 1
 
+    def leave_topic(self, chat_id: int, thread_id: int) -> None:
+        for subscription in self.store.subscriptions(chat_id):
+            if subscription.thread_id == thread_id:
+                self.store.subscribe(chat_id, subscription.words, None)
+
     def chat_context(self, chat_id: int) -> tuple[str, list[Subscription]]:
         return self.store.chat_language(chat_id) or i18n.DEFAULT, self.store.subscriptions(chat_id)
 
@@ -372,6 +378,11 @@ class _Broadcast:
                 self.leave(chat_id)
                 return "left"
             except (Forbidden, BadRequest) as exc:
+                if thread_id is not None and TOPIC_GONE in exc.message.lower():
+                    # The topic was deleted: its subscriptions, and this message, go to the chat itself.
+                    await _stored(self.leave_topic, chat_id, thread_id)
+                    thread_id = None
+                    continue
                 if chat_gone(exc):
                     self.log_once(logging.INFO, "gone", "forgetting a chat that is gone: %s", exc.message)
                     await _stored(self.store.forget_chat, chat_id)

@@ -642,3 +642,14 @@ async def test_subscribing_inside_a_forum_topic_delivers_into_it_and_the_answer_
     await say(tg, "/reload", chat_id=ADMIN)
     notification = await reply(tg, forum, contains="Library renovation approved")
     assert notification.get("message_thread_id") == 5
+
+
+async def test_a_deleted_topic_sends_its_news_to_the_chat_itself(
+    tg: FakeTelegram, bot: telegram.Bot, store: Store
+) -> None:
+    store.subscribe(-1000000000044, "water", thread_id=11)
+    tg.fail_next("sendMessage", 400, "Bad Request: message thread not found", chat_id=-1000000000044)
+    report = await notify_new(bot, store, kb_of(WATER), [WATER])
+    (message,) = tg.sent(-1000000000044)
+    assert message.get("message_thread_id") is None and report.delivered == 1
+    assert [(s.words, s.thread_id) for s in store.all_subscriptions()] == [("water", None)]
