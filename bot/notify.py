@@ -255,6 +255,7 @@ class _Broadcast:
         self.claimed: deque[tuple[int, list[str], float]] = deque()
         self.claiming = asyncio.Lock()
         self.left: set[int] = set()  # chats this broadcast leaves pending: not tried again until it ends
+        self.reached: set[int] = set()
         self.unrecorded: list[tuple[int, tuple[str, ...]]] = []
         self.logged: set[str] = set()
         self.pages: dict[tuple[tuple[str, ...], str], str] = {}
@@ -287,8 +288,13 @@ class _Broadcast:
         return self.report
 
     async def others_pending(self) -> bool:
-        pending = await _stored(self.store.pending)
-        return bool(pending.keys() - self.left)
+        """Anything queued that this broadcast may still send; called with nothing in flight."""
+        pending = (await _stored(self.store.pending)).keys() - self.left
+        if pending & self.reached:
+            # Queued again while this broadcast held them: its leases go back, so the next claim takes them
+            # (a chat it left pending is claimed again and skipped, which renews its pause).
+            await _stored(self.store.release_deliveries, self.worker)
+        return bool(pending)
 
     async def next_chat(self) -> tuple[int, list[str], float] | None:
         async with self.claiming:
@@ -334,6 +340,7 @@ class _Broadcast:
             sent = True
         if sent:
             self.report.chats += 1
+            self.reached.add(chat_id)
 
     async def send(
         self, chat_id: int, thread_id: int | None, articles: list[Article], language: str, start_by: float

@@ -653,3 +653,17 @@ async def test_a_deleted_topic_sends_its_news_to_the_chat_itself(
     (message,) = tg.sent(-1000000000044)
     assert message.get("message_thread_id") is None and report.delivered == 1
     assert [(s.words, s.thread_id) for s in store.all_subscriptions()] == [("water", None)]
+
+
+async def test_an_article_queued_while_its_chat_is_being_sent_to_follows_without_waiting_for_the_lease(
+    tg: FakeTelegram, bot: telegram.Bot, store: Store
+) -> None:
+    store.subscribe(1)
+    tg.latency = 0.3
+    first = asyncio.create_task(notify_new(bot, store, kb_of(WATER, ELECTION), [WATER]))
+    await tg.wait_for("sendMessage", ok=None)   # chat 1 claimed and its card in flight
+    store.announce(["vote-1"], [(1, "vote-1")])
+    started = time.monotonic()
+    await first
+    assert received(tg) == Counter({(1, "water-1"): 1, (1, "vote-1"): 1})
+    assert time.monotonic() - started < 10 and store.pending() == {}   # not after the 30 s lease
