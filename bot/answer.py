@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.knowledge import Article, FaqEntry, web_url
-from bot.search import FOUND, SURE, Hit, Index
-from bot.text import telegram_length
+from bot.search import FOUND, RELATED, SURE, Hit, Index
+from bot.text import split_sentences, telegram_length
 
 __all__ = [
     "Alternative", "Answer", "answer_question", "article_html", "display_title", "hits_html",
@@ -87,7 +87,11 @@ def display_title(article: Article) -> str:
 
 
 def answer_question(index: Index, question: str) -> Answer:
-    """Answer one question from the index: FAQ first, then the best article if it is good enough."""
+    """Answer one question from the index: FAQ first, then the best article if it is good enough.
+
+    The closest articles are offered on a refusal only when they are related to the question at all:
+    "weather in Almaty tomorrow?" gets a plain "I don't know", not an article that mentions Almaty.
+    """
     faq = index.match_faq(question)
     ranking = index.rank(question, k=ALTERNATIVES + 1)
     candidates = ranking.candidates
@@ -96,18 +100,28 @@ def answer_question(index: Index, question: str) -> Answer:
         return Answer(question, True, True, faq.score / 100, None, (), None, alternatives[:ALTERNATIVES], faq.entry)
     if not candidates:
         return Answer(question, False, False, 0.0, None, (), None, ())
-    confidence = index.confidence(ranking.raw_confidence)
+    judgement = index.judge(ranking)
+    confidence = judgement.confidence
     best = candidates[0]
     found = confidence >= FOUND
     # With no runner-up there is nothing to offer instead, so a found answer is a sure one.
     lead = best.score - candidates[1].score if len(candidates) > 1 else None
     sure = found and (lead is None or (confidence >= SURE and lead >= SURE_MARGIN))
-    others = candidates[1:] if found else candidates
+    others = candidates[1:] if found else candidates if confidence >= RELATED else ()
     alternatives = tuple(Alternative(c.article.id, display_title(c.article), c.score) for c in others[:ALTERNATIVES])
     if not found:
         return Answer(question, False, False, confidence, None, (), None, alternatives)
-    sentences = index.best_sentences(best.article, ranking.terms)
-    return Answer(question, True, sure, confidence, best.article, sentences, best.article.summary or None, alternatives)
+    return Answer(
+        question, True, sure, confidence, best.article, judgement.sentences,
+        _summary_without(best.article.summary, judgement.sentences, best.article.language), alternatives,
+    )
+
+
+def _summary_without(summary: str, sentences: Sequence[str], language: str) -> str | None:
+    """The summary less the sentences already given as the answer: no sentence is returned twice."""
+    given = {" ".join(s.split()) for s in sentences}
+    rest = [s for s in split_sentences(summary, language) if " ".join(s.split()) not in given]
+    return " ".join(rest) or None
 
 
 # --- rendering -------------------------------------------------------------------
