@@ -327,3 +327,15 @@ def sweep_table(rows: Sequence[SweepRow]) -> str:
         for r in rows
     ]
     return "\n".join(lines)
+
+
+SHIPPED_QUESTIONS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "shipped_questions.jsonl"
+
+
+def sweep_report(data: Path, shipped: Index, split: Split = "all") -> str:
+    """The sweep's table: xquad knowledge bases of every size, then `shipped` (the knowledge base the bot
+    runs) with the project's own questions about it, when the repository's test fixture is there."""
+    rows = sweep(data, split)
+    if SHIPPED_QUESTIONS.is_file():
+        rows.append(score_cases(f"shipped ({len(shipped)} articles)", shipped, read_cases(SHIPPED_QUESTIONS)))
+    return sweep_table(rows)
