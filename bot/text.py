@@ -163,7 +163,7 @@ _NUMBER_STEMS = {
     )
     for stem in stems.split()
 }
-_ORDINAL = re.compile(r"(\d{1,4})(?:st|nd|rd|th|[-‐]?(?:й|я|е|го|ый|ой|ая|ое|ші|шы|інші|ыншы))")
+_ORDINAL = re.compile(r"(\d{1,4})(?:st|nd|rd|th|й|я|е|го|ый|ой|ая|ое|ші|шы|інші|ыншы)")
 _ROMAN = {"i": 1, "v": 5, "x": 10, "l": 50}
 _ROMAN_DIGITS = ((40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i"))
 
