@@ -625,10 +625,18 @@ class Index:
         total = sum(weights.values())
         if not total:
             return 0.0
-        found = set(text.terms(article.title, article.language))
-        for sentence in sentences:
-            found.update(text.terms(sentence, article.language))
+        found = set(_title_terms(article.title, article.language))
+        wanted = set(sentences)
+        for sentence, terms in zip(sentences_of(article), _sentence_terms(article.body, article.language),
+                                   strict=True):
+            if sentence in wanted:
+                found |= terms
         return sum(w for t, w in weights.items() if t in found) / total
+
+
+@lru_cache(maxsize=4096)
+def _title_terms(title: str, language: str) -> frozenset[str]:
+    return frozenset(text.terms(title, language))
 
 
 def _term_weights(ranking: Ranking) -> dict[str, float]:
@@ -642,6 +650,7 @@ def _term_weights(ranking: Ranking) -> dict[str, float]:
 _INFORMATION_CEILING = 7.0  # Zipf 7 = once in 10 words ("the"); a word never seen has Zipf 0
 
 
+@lru_cache(maxsize=65536)
 def information(word: str, language: str) -> float:
     """How much a word tells, by how rare it is in the language at large (wordfreq): 7 minus its Zipf
     frequency, so "the" says nothing, "weather" about 2, a name never seen 7. Languages wordfreq lacks

@@ -185,15 +185,15 @@ def _roman(token: str) -> int | None:
 
 
 def _numeral(token: str, stem: str) -> str:
-    if token.isdigit():
-        return token.lstrip("0") or "0"
+    if token[:1].isdigit():
+        if token.isdigit():
+            return token.lstrip("0") or "0"
+        match = _ORDINAL.fullmatch(token)
+        return match.group(1).lstrip("0") or "0" if match else stem
     found = _NUMBER_WORDS.get(token) or _NUMBER_STEMS.get(stem)
     if found:
         return found
-    match = _ORDINAL.fullmatch(token)
-    if match:
-        return match.group(1).lstrip("0") or "0"
-    value = _roman(token)
+    value = _roman(token) if token[:1] in _ROMAN else None
     return str(value) if value is not None else stem
 
 
