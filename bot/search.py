@@ -588,7 +588,7 @@ class Index:
     # --- sentences ---
 
     def best_sentences(self, article: Article, ranking: Ranking, limit: int = 2) -> tuple[str, ...]:
-        """The sentence(s) of `article` that answer the ranked question, in article order.
+        """The sentence(s) of `article` that answer the ranked question, the answering one first.
 
         Each sentence scores the weights of the question terms it contains (how
         rare each word is in the language at large, so the same at any size of
@@ -615,7 +615,7 @@ class Index:
             second = max(range(len(sentences)), key=lambda i: (gain(i, covered), -i))
             if second != first and gain(second, covered) >= 0.5 * gain(first, set()):
                 chosen.append(second)
-        return tuple(sentences[i] for i in sorted(chosen))
+        return tuple(sentences[i] for i in chosen)
 
     def coverage(self, ranking: Ranking, article: Article, sentences: Sequence[str]) -> float:
         """The share of the question's content, weighted by rarity in the language, that `sentences` and the
