@@ -2,10 +2,10 @@
 
 Three tiers rather than a coin toss: *sure* (one article), *unsure* ("maybe one
 of these", the top three: the right article is far more often in the top five
-than first), and *no match* (an honest "I don't know", the closest titles and a
-pointer to /latest). A curated FAQ entry that matches the question wins over
-articles. Rendering is pure: the same Answer gives Telegram HTML (every piece
-escaped, never over Telegram's 4,096-character limit, whatever the article
+than first), and *no match* (an honest "I don't know", the closest titles when
+they are related to the question at all, and a pointer to /latest). A curated
+FAQ entry that matches the question wins over articles. Rendering is pure: the
+same Answer gives Telegram HTML (every piece escaped, never over Telegram's 4,096-character limit, whatever the article
 holds) and plain text for the command line.
 """
 
@@ -50,9 +50,10 @@ class Answer:
     sure: bool  # sure tier only
     confidence: float  # 0..1, calibrated so it means the same at 1 and 100,000 articles
     article: Article | None  # best guess when found; None otherwise
-    sentences: tuple[str, ...]  # verbatim answering sentence(s) from the article
-    summary: str | None
-    alternatives: tuple[Alternative, ...]  # next best, best first; when not found, [0] is the closest article
+    sentences: tuple[str, ...]  # verbatim answering sentence(s) from the article, the answering one first
+    summary: str | None  # the article's summary less any sentence already in `sentences`
+    alternatives: tuple[Alternative, ...]  # next best, best first; when not found, the closest related articles
+    # (none when nothing is related: a clear off-topic question)
     faq: FaqEntry | None = None  # set when a curated FAQ entry answered
 
     def to_json(self) -> dict[str, Any]:
