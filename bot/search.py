@@ -126,6 +126,7 @@ _PROBE_QUANTILE_FOUND = 0.88  # the share of off-topic probes that FOUND refuses
 _PROBE_QUANTILE_SURE = 0.99
 _PROBE_SLOTS = 3  # knowledge-base words tried in each templated probe
 _MIN_LANGUAGE_SHARE = 0.05  # a question is read in one of the languages of at least this share of articles
+_TITLE_TERM_SHARE = 0.5  # weight of a question word that is also in the title, when choosing the sentence
 _COMMON_ZIPF = 3.0  # wordfreq: at least once per million words
 _EMBED_BATCH = 16384  # words tokenized per call
 _EMBED_ROWS = 4096  # articles embedded per sparse product
@@ -592,7 +593,8 @@ class Index:
 
         Each sentence scores the weights of the question terms it contains (how
         rare each word is in the language at large, so the same at any size of
-        knowledge base), plus half the heaviest term's weight when it holds what
+        knowledge base; half as much for words of the title, which name the
+        article's topic rather than answer within it), plus half the heaviest term's weight when it holds what
         the question asks for (a time for "when", a number for "how many", a
         name for "who"); a second sentence joins only when it adds question
         terms the first lacks. Ties go to the earlier sentence, usually the lead.
@@ -600,7 +602,8 @@ class Index:
         sentences = sentences_of(article)
         if not sentences:
             return ()
-        weights = _term_weights(ranking)
+        title = _title_terms(article.title, article.language)
+        weights = {t: w * _TITLE_TERM_SHARE if t in title else w for t, w in _term_weights(ranking).items()}
         sentence_terms = _sentence_terms(article.body, article.language)
         bonus = 0.5 * max(weights.values(), default=0.0)
         fits = [text.answers_kind(s, ranking.kind, article.language) for s in sentences]

@@ -9,6 +9,7 @@ import pytest
 from bot import evaluation, knowledge, smalltalk, text
 from bot.answer import answer_question
 from bot.cli import main
+from bot.knowledge import Article, KnowledgeBase
 from bot.search import Index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,3 +180,18 @@ def test_small_talk_kind(message: str, kind: str | None) -> None:
 def test_sweep_says_when_the_data_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--knowledge", str(ROOT / "knowledge"), "--sweep", str(tmp_path)]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_a_second_article_is_answered_at_once(shipped: Index) -> None:
+    festival = Article(
+        "en-festival", "Volunteer festival gathers NGOs in Karaganda", None, None, None, "en", "",
+        "A regional volunteer festival took place in Karaganda on Saturday.\n\n"
+        "Representatives of 45 non-governmental organisations (NGOs) came to the festival from every district. "
+        "Participants presented their projects to residents.\n\nThe next festival will be held in Temirtau in spring.",
+    )
+    index = Index.build(KnowledgeBase({**shipped.kb.articles, festival.id: festival}))
+    answer = answer_question(index, "how many NGOs came to the volunteer festival")
+    assert answer.found and answer.sure
+    assert answer.article is not None and answer.article.id == "en-festival"
+    assert "45 non-governmental organisations" in answer.sentences[0]
+    assert not answer_question(index, "what's the weather in Karaganda tomorrow?").found
