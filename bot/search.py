@@ -656,12 +656,11 @@ _INFORMATION_CEILING = 7.0  # Zipf 7 = once in 10 words ("the"); a word never se
 @lru_cache(maxsize=65536)
 def information(word: str, language: str) -> float:
     """How much a word tells, by how rare it is in the language at large (wordfreq): 7 minus its Zipf
-    frequency, so "the" says nothing, "weather" about 2, a name never seen 7. wordfreq's "small" lists
-    (words at least once in a million) load in milliseconds rather than the large ones' 0.3 s, and rarer
-    words all count as fully telling anyway. Languages wordfreq lacks (Kazakh) give every word the same weight."""
+    frequency, so "the" says nothing, "weather" about 2, a name never seen 7. Languages wordfreq lacks
+    (Kazakh) give every word the same weight."""
     if language not in _wordfreq_languages():
         return 1.0
-    return max(_INFORMATION_CEILING - wordfreq.zipf_frequency(word, language, "small"), 0.0)
+    return max(_INFORMATION_CEILING - wordfreq.zipf_frequency(word, language), 0.0)
 
 
 def _faq_similarity(question: str, phrasing: str, **_: object) -> float:
