@@ -164,24 +164,16 @@ _NUMBER_STEMS = {
     for stem in stems.split()
 }
 _ORDINAL = re.compile(r"(\d{1,4})(?:st|nd|rd|th|й|я|е|го|ый|ой|ая|ое|ші|шы|інші|ыншы)")
-_ROMAN = {"i": 1, "v": 5, "x": 10, "l": 50}
-_ROMAN_DIGITS = ((40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i"))
+def _roman_numeral(value: int) -> str:
+    digits = ""
+    for size, numeral in ((40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")):
+        digits += numeral * (value // size)
+        value %= size
+    return digits
 
 
-def _roman(token: str) -> int | None:
-    """The value of a well-formed Roman numeral from 2 to 40 ("vii", "xiv"), else None.
-
-    "xi" is left alone (a name far more often than eleven), as are one-letter words.
-    """
-    if not 2 <= len(token) <= 6 or token == "xi" or any(ch not in _ROMAN for ch in token):
-        return None
-    values = [_ROMAN[ch] for ch in token]
-    total = sum(-v if i + 1 < len(values) and v < values[i + 1] else v for i, v in enumerate(values))
-    canonical, rest = "", total
-    for value, numeral in _ROMAN_DIGITS:
-        canonical += numeral * (rest // value)
-        rest %= value
-    return total if 2 <= total <= 40 and canonical == token else None
+# Roman numerals from 2 to 40 ("vii", "xiv"); "xi" is left out (a name far more often than eleven), as is "i".
+_ROMAN = {_roman_numeral(value): str(value) for value in range(2, 41)} | {"xi": "xi"}
 
 
 def _numeral(token: str, stem: str) -> str:
@@ -190,11 +182,7 @@ def _numeral(token: str, stem: str) -> str:
             return token.lstrip("0") or "0"
         match = _ORDINAL.fullmatch(token)
         return match.group(1).lstrip("0") or "0" if match else stem
-    found = _NUMBER_WORDS.get(token) or _NUMBER_STEMS.get(stem)
-    if found:
-        return found
-    value = _roman(token) if token[:1] in _ROMAN else None
-    return str(value) if value is not None else stem
+    return _NUMBER_WORDS.get(token) or _NUMBER_STEMS.get(stem) or _ROMAN.get(token) or stem
 
 
 # Kazakh suffixes (plural, case, possessive and common verb endings), longest first. Stripping them is a
@@ -294,14 +282,19 @@ def question_kind(question: str, language: str) -> QuestionKind | None:
     return None
 
 
-def answers_kind(sentence: str, kind: QuestionKind | None, language: str) -> bool:
-    """Whether `sentence` holds the kind of thing asked for (a time expression, a number, a name)."""
+def answers_kind(sentence: str, kind: QuestionKind | None, language: str,
+                 sentence_terms: frozenset[str] | None = None) -> bool:
+    """Whether `sentence` holds the kind of thing asked for (a time expression, a number, a name);
+    `sentence_terms` (its `terms`, if already at hand) saves stemming it again."""
     if kind is None:
         return False
     if kind == "when":
         return bool(_YEAR.search(sentence)) or not _TIME_WORDS.isdisjoint(words(sentence))
     if kind == "number":
-        return bool(_DIGIT.search(sentence)) or any(t.isdigit() for t in stem_words(words(sentence), language))
+        if _DIGIT.search(sentence):
+            return True
+        found = sentence_terms if sentence_terms is not None else terms(sentence, language)
+        return any(t.isdigit() for t in found)
     # A name: a capitalised word that does not open the sentence.
     tokens = _WORD.findall(normalise(sentence))
     return any(token[0].isupper() and not token.isupper() for token in tokens[1:])
