@@ -56,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("eval", help="measure answer quality on a question set")
     _knowledge_arg(p)
-    p.add_argument("--questions", type=Path, required=True, metavar="FILE.jsonl", help="lines of {question, doc_id}")
+    p.add_argument("--questions", type=Path, metavar="FILE.jsonl", help="lines of {question, doc_id}")
     p.add_argument("--offtopic", type=Path, metavar="FILE.jsonl", help="questions the bot should refuse")
     p.add_argument("--limit", type=int, default=None, help="use only the first N questions")
+    p.add_argument("--sweep", type=Path, nargs="?", const=Path("../shared/eval"), metavar="DATA",
+                   help="knowledge bases of 1-240 xquad paragraphs and the shipped one (DATA: ../shared/eval)")
     p.set_defaults(func=_cmd_eval)
 
     p = commands.add_parser("poll", help="poll the sources in sources.yaml and add their new articles")
@@ -155,6 +157,11 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from bot import evaluation
 
+    if args.sweep is not None:
+        return _cmd_sweep(args)
+    if args.questions is None:
+        print("eval needs --questions FILE.jsonl (or --sweep)", file=sys.stderr)
+        return 2
     try:
         questions = evaluation.read_questions(args.questions, args.limit)
         offtopic = evaluation.read_questions(args.offtopic, args.limit, need_doc=False) if args.offtopic else []
@@ -167,6 +174,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     ours = evaluation.evaluate_answerer(index, questions, offtopic)
     baseline = evaluation.evaluate_bm25(index.kb, questions)
     print(evaluation.table([ours, baseline], label=args.questions.stem))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bot import evaluation
+
+    index = _load_index(knowledge_dir(args))
+    if index is None:
+        return 1
+    try:
+        print(evaluation.sweep_report(args.sweep, index))
+    except evaluation.MissingData as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 

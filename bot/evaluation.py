@@ -8,19 +8,23 @@ knowledge base, so that a number is never read without its baseline.
 from __future__ import annotations
 
 import json
+import random
 import time
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any, Literal
 
 import bm25s
 import numpy as np
 import Stemmer
 
 from bot import text
-from bot.answer import answer_question
-from bot.knowledge import KnowledgeBase
+from bot.answer import Answer, answer_question
+from bot.knowledge import Article, KnowledgeBase
 from bot.render import render_html
 from bot.search import Index
 
@@ -163,3 +167,176 @@ def table(rows: Sequence[Scores], label: str = "") -> str:
             f"{row.latency_median_ms:.2f} | {row.latency_p95_ms:.2f} |"
         )
     return "\n".join(lines)
+
+
+# --- the sweep: knowledge bases of every size ------------------------------------
+
+SWEEP_SIZES = (1, 3, 10, 30, 240)
+SWEEP_DRAWS = {1: 20, 3: 10, 10: 5, 30: 3, 240: 1}  # several random draws where one draw says little
+SWEEP_OFFTOPIC = 60  # off-topic questions asked of each draw
+Split = Literal["all", "dev", "test"]
+
+
+class MissingData(FileNotFoundError):
+    """The evaluation data (../shared/eval) is not there; the message says what is needed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One question asked of one drawn knowledge base: `doc_id` and `answer` are None when off-topic."""
+
+    question: str
+    doc_id: str | None
+    answer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    language: str
+    size: int
+    kb: KnowledgeBase
+    cases: tuple[Case, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRow:
+    label: str
+    draws: int
+    questions: int
+    answered_correct: float  # found, the right article, the reference answer inside the returned sentences
+    offtopic: int
+    refused: float  # off-topic questions refused
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise MissingData(f"{path} is missing: the sweep needs ../shared/eval (xquad_en, xquad_ru, rtqa_news)")
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def russian_offtopic() -> list[str]:
+    """Everyday Russian questions no news knowledge base answers (bot/offtopic_ru.txt)."""
+    lines = resources.files("bot").joinpath("offtopic_ru.txt").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def in_split(key: str, split: Split) -> bool:
+    """A stable half of the data by key: tuning uses "dev", reported figures "test"."""
+    if split == "all":
+        return True
+    return (zlib.crc32(key.encode("utf-8")) % 2 == 0) == (split == "dev")
+
+
+def sweep_draws(data: Path, language: str, split: Split = "all", seed: int = 0,
+                sizes: Sequence[int] = SWEEP_SIZES) -> Iterator[Draw]:
+    """Knowledge bases of xquad paragraphs of each size, with every question of their paragraphs and
+    off-topic questions (English: rtqa news quiz questions; Russian: bot/offtopic_ru.txt).
+
+    The split is by Wikipedia article (paragraphs of one article share words), off-topic questions by
+    their text; the 240-paragraph base always holds every paragraph, and asks only the split's questions.
+    """
+    docs = _jsonl(data / f"xquad_{language}" / "docs.jsonl")
+    questions = _jsonl(data / f"xquad_{language}" / "questions.jsonl")
+    if language == "en":
+        offtopic = [q["question"] for q in _jsonl(data / "rtqa_news" / "questions.jsonl")]
+    else:
+        offtopic = russian_offtopic()
+    offtopic = [q for q in offtopic if in_split(q, split)]
+    by_doc: dict[str, list[Case]] = {}
+    for q in questions:
+        by_doc.setdefault(q["doc_id"], []).append(Case(q["question"], q["doc_id"], q["answer"]))
+    articles = {
+        d["id"]: Article(d["id"], d["title"], None, None, None, language, "", d["text"]) for d in docs
+    }
+    eligible = sorted(d["id"] for d in docs if in_split(d["title"], split))
+    rng = random.Random(seed)
+    for size in sizes:
+        for _ in range(SWEEP_DRAWS.get(size, 1) if size < len(articles) else 1):
+            chosen = sorted(articles) if size >= len(articles) else rng.sample(eligible, min(size, len(eligible)))
+            asked = [case for doc_id in chosen if doc_id in eligible for case in by_doc.get(doc_id, [])]
+            asked += [Case(q, None, None) for q in rng.sample(offtopic, min(SWEEP_OFFTOPIC, len(offtopic)))]
+            yield Draw(language, size, KnowledgeBase({i: articles[i] for i in chosen}), tuple(asked))
+
+
+def answered_correctly(answer: Answer, case: Case) -> bool:
+    """Found, the right article, and the reference answer inside the returned sentences."""
+    if not answer.found or answer.article is None or answer.article.id != case.doc_id or case.answer is None:
+        return False
+    return _folded(case.answer) in _folded(" ".join(answer.sentences))
+
+
+def _folded(value: str) -> str:
+    return " ".join(text.normalise(value).casefold().split())
+
+
+def score_draws(label: str, draws: Iterable[Draw]) -> SweepRow:
+    n_draws = asked = correct = offtopic = refused = 0
+    for draw in draws:
+        n_draws += 1
+        index = Index.build(draw.kb)
+        for case in draw.cases:
+            answer = answer_question(index, case.question)
+            if case.doc_id is None:
+                offtopic += 1
+                refused += not answer.found
+            else:
+                asked += 1
+                correct += answered_correctly(answer, case)
+    return SweepRow(label, n_draws, asked, correct / (asked or 1), offtopic, refused / (offtopic or 1))
+
+
+def read_cases(path: Path) -> list[Case]:
+    """`{question, answer}` lines (answer: text the answering sentence holds) and `{question, offtopic: true}`."""
+    cases = []
+    for number, data in enumerate(_jsonl(path), start=1):
+        if not isinstance(data, dict) or not isinstance(data.get("question"), str):
+            raise BadQuestions(f"{path}:{number}: expected a JSON object with 'question'")
+        cases.append(Case(data["question"], None if data.get("offtopic") else "", data.get("answer")))
+    return cases
+
+
+def score_cases(label: str, index: Index, cases: Sequence[Case]) -> SweepRow:
+    """Like `score_draws` on a knowledge base of one's own: any article counts, its sentence must hold the answer."""
+    asked = correct = offtopic = refused = 0
+    for case in cases:
+        answer = answer_question(index, case.question)
+        if case.doc_id is None:
+            offtopic += 1
+            refused += not answer.found
+        else:
+            asked += 1
+            correct += answer.found and case.answer is not None and \
+                _folded(case.answer) in _folded(" ".join(answer.sentences))
+    return SweepRow(label, 1, asked, correct / (asked or 1), offtopic, refused / (offtopic or 1))
+
+
+def sweep(data: Path, split: Split = "all", seed: int = 0) -> list[SweepRow]:
+    """Every size in English and Russian: the figures `python -m bot eval --sweep` prints."""
+    rows = []
+    for language in ("en", "ru"):
+        for size in SWEEP_SIZES:
+            rows.append(score_draws(f"xquad_{language} {size}", sweep_draws(data, language, split, seed, (size,))))
+    return rows
+
+
+def sweep_table(rows: Sequence[SweepRow]) -> str:
+    head = "| knowledge base | draws | questions | answered & correct | off-topic | off-topic refused |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines += [
+        f"| {r.label} | {r.draws} | {r.questions} | {r.answered_correct:.3f} | {r.offtopic} | {r.refused:.3f} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+SHIPPED_QUESTIONS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "shipped_questions.jsonl"
+
+
+def sweep_report(data: Path, shipped: Index, split: Split = "all") -> str:
+    """The sweep's table: xquad knowledge bases of every size, then `shipped` (the knowledge base the bot
+    runs) with the project's own questions about it, when the repository's test fixture is there."""
+    rows = sweep(data, split)
+    if SHIPPED_QUESTIONS.is_file():
+        rows.append(score_cases(f"shipped ({len(shipped)} articles)", shipped, read_cases(SHIPPED_QUESTIONS)))
+    return sweep_table(rows)

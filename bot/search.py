@@ -9,16 +9,27 @@ per-article Python lists: 100,000 articles index in seconds within a few hundred
 re-ranked with a static sentence embedding (WordLlama, shipped inside its wheel),
 which finds the articles that say the same thing in other words.
 
-Confidence is calibrated, not raw: raw BM25 grows with the size of the knowledge
-base (idf), so the same question scores very differently against one article
-and against 100,000. At build time the index asks itself a fixed set of
-off-topic probe questions (some carrying the knowledge base's own words, as a
-real off-topic question often shares one incidental word) and maps a raw score
-to the share of probes it beats: 0.5 (the answering threshold) means "beats
-88% of the off-topic probes", 0.75 "beats 99%", whatever the size of the
-knowledge base. The raw score is BM25 in units of the idf of a term found in one
-article, plus a share of the embedding cosine, so that it also behaves alike at
-both ends before calibration.
+Confidence weighs three pieces of evidence, so that it means the same at one
+article and at 100,000:
+
+- how much of the question's content the answering sentences (and the title)
+  hold, each word weighted by how rare it is in the language at large
+  (wordfreq), not in the knowledge base: "who is Kozhakhmetov?" is all
+  covered by an article naming him, "weather in Almaty tomorrow?" only in its
+  least telling part;
+- the BM25 score calibrated against off-topic probe questions asked of this
+  very index at build time (some carrying the knowledge base's own words, as
+  a real off-topic question often shares one incidental word): the share of
+  probes it beats, which is what makes a score comparable between a small and
+  a large index;
+- the embedding cosine of question and article, for the same thing said in
+  other words.
+
+A logistic model joins them into the probability that the answer is right,
+fitted on the development halves of the evaluation data (knowledge bases of 1
+to 240 encyclopaedia paragraphs in English and Russian against everyday and
+news questions, and 4,977 news passages against encyclopaedia questions; see
+`python -m bot eval --sweep`).
 """
 
 from __future__ import annotations
@@ -71,6 +82,17 @@ class Ranking:
     terms: tuple[str, ...]  # stemmed query terms after typo correction, stopwords dropped
     candidates: tuple[Candidate, ...]
     raw_confidence: float  # of the first candidate; 0.0 when there is none
+    weights: tuple[float, ...] = ()  # per term: how much it says, by its rarity in the language at large
+    kind: text.QuestionKind | None = None  # what the question asks for, when its wording says so
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """How sure the index is of its best candidate, and the sentences that answer."""
+
+    confidence: float  # probability that the best candidate answers the question
+    sentences: tuple[str, ...]  # the answering sentence(s) of the best candidate, in article order
+    coverage: float  # the rarity-weighted share of the question's content those sentences hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +117,16 @@ class Settings:
 
 
 DEFAULT_SETTINGS = Settings()
-FOUND = 0.5  # calibrated confidence at which the bot answers (sure or unsure tier)
+FOUND = 0.5  # confidence (probability that the answer is right) at which the bot answers (sure or unsure tier)
 SURE = 0.75  # ... and at which it answers with one article only
+RELATED = 0.1  # below this the closest article is unrelated to the question and not worth offering
+# Logistic model: intercept, probe-calibrated score (0..1), coverage (0..1), article cosine.
+_EVIDENCE_WEIGHTS = (-9.19, 5.92, 8.9, 3.36)
 _PROBE_QUANTILE_FOUND = 0.88  # the share of off-topic probes that FOUND refuses
 _PROBE_QUANTILE_SURE = 0.99
 _PROBE_SLOTS = 3  # knowledge-base words tried in each templated probe
 _MIN_LANGUAGE_SHARE = 0.05  # a question is read in one of the languages of at least this share of articles
+_TITLE_TERM_SHARE = 0.5  # weight of a question word that is also in the title, when choosing the sentence
 _COMMON_ZIPF = 3.0  # wordfreq: at least once per million words
 _EMBED_BATCH = 16384  # words tokenized per call
 _EMBED_ROWS = 4096  # articles embedded per sparse product
@@ -446,28 +472,35 @@ class Index:
 
     def parse(self, query: str) -> tuple[str, str, tuple[str, ...]]:
         """(language, corrected text, stemmed terms): the question as the index sees it."""
+        language, corrected, terms, _ = self._parse(query)
+        return language, corrected, terms
+
+    def _parse(self, query: str) -> tuple[str, str, tuple[str, ...], tuple[float, ...]]:
         language = text.detect_language(query, self._languages or None)
         stop = text.stopwords(language)
         raw = text.words(query)
         corrected = [self._speller.correct(w, language) for w in raw] if self._speller else raw
-        terms = text.stem_words([w for w in corrected if w not in stop], language)
-        return language, " ".join(corrected), tuple(terms)
+        content = [w for w in corrected if w not in stop]
+        terms = text.stem_words(content, language)
+        weights = tuple(information(w, language) for w in content)
+        return language, " ".join(corrected), tuple(terms), weights
 
     def rank(self, query: str, k: int = 10) -> Ranking:
         """The best `k` candidates for `query`, fused and with their raw evidence."""
         if not self._articles or self._bm25 is None or not query.strip():
             return Ranking(query, "en", (), (), 0.0)
-        language, corrected, terms = self.parse(query)
+        language, corrected, terms, weights = self._parse(query)
+        kind = text.question_kind(query, language)
         vocabulary = self._bm25.vocabulary
         ids = [vocabulary[t] for t in terms if t in vocabulary]
         if not ids:
-            return Ranking(query, language, terms, (), 0.0)
+            return Ranking(query, language, terms, (), 0.0, weights, kind)
         scores = self._bm25.scores(ids)
         depth = min(max(k, self.settings.rerank_depth), len(scores))
         top = np.argpartition(-scores, depth - 1)[:depth] if depth < len(scores) else np.arange(len(scores))
         top = np.sort(top[scores[top] > 0])
         if not len(top):
-            return Ranking(query, language, terms, (), 0.0)
+            return Ranking(query, language, terms, (), 0.0, weights, kind)
         bm25 = scores[top].astype(np.float64)
         if self._vectors is not None:
             cosine = self._vectors[top].astype(np.float64) @ embedder().embed_one(corrected).astype(np.float64)
@@ -483,7 +516,7 @@ class Index:
         )
         first = candidates[0]
         raw = first.bm25 / self._idf_scale + self.settings.cosine_in_confidence * first.cosine
-        return Ranking(query, language, terms, candidates, raw)
+        return Ranking(query, language, terms, candidates, raw, weights, kind)
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """The best `k` articles for `query`, best first; [] for an empty query or knowledge base."""
@@ -511,6 +544,18 @@ class Index:
         found = float(np.quantile(self._probe_scores, _PROBE_QUANTILE_FOUND))
         sure = float(np.quantile(self._probe_scores, _PROBE_QUANTILE_SURE))
         self._thresholds = (found, max(sure, found * 1.25, found + 1e-6))
+
+    def judge(self, ranking: Ranking) -> Judgement:
+        """The confidence in the best candidate of `ranking` (see the module docstring) and its sentences."""
+        if not ranking.candidates:
+            return Judgement(0.0, (), 0.0)
+        best = ranking.candidates[0]
+        sentences = self.best_sentences(best.article, ranking)
+        coverage = self.coverage(ranking, best.article, sentences)
+        intercept, w_probe, w_coverage, w_cosine = _EVIDENCE_WEIGHTS
+        z = intercept + w_probe * self.confidence(ranking.raw_confidence) + w_coverage * coverage \
+            + w_cosine * best.cosine
+        return Judgement(1.0 / (1.0 + math.exp(-z)), sentences, coverage)
 
     def confidence(self, raw: float) -> float:
         """Map a raw score to 0..1: below FOUND by the share of probes it beats, FOUND and SURE at the
@@ -543,32 +588,88 @@ class Index:
 
     # --- sentences ---
 
-    def best_sentences(self, article: Article, terms: Sequence[str], limit: int = 2) -> tuple[str, ...]:
-        """The sentence(s) of `article` that answer a question with these stemmed terms, in article order.
+    def best_sentences(self, article: Article, ranking: Ranking, limit: int = 2) -> tuple[str, ...]:
+        """The sentence(s) of `article` that answer the ranked question, the answering one first.
 
-        Each sentence scores the idf of the question terms it contains (BM25's
-        saturation, with idf from the whole knowledge base so that rare words
-        count most); a second sentence joins only when it adds question terms the
-        first lacks. Ties go to the earlier sentence, which is usually the lead.
+        Each sentence scores the weights of the question terms it contains (how
+        rare each word is in the language at large, so the same at any size of
+        knowledge base; half as much for words of the title, which name the
+        article's topic rather than answer within it), plus half the heaviest term's weight when it holds what
+        the question asks for (a time for "when", a number for "how many", a
+        name for "who"); a second sentence joins only when it adds question
+        terms the first lacks. Ties go to the earlier sentence, usually the lead.
         """
         sentences = sentences_of(article)
         if not sentences:
             return ()
-        vocabulary, idf = (self._bm25.vocabulary, self._bm25.idf) if self._bm25 else ({}, np.zeros(0))
-        weights = {t: float(idf[vocabulary[t]]) if t in vocabulary else 0.0 for t in set(terms)}
+        title = _title_terms(article.title, article.language)
+        weights = {t: w * _TITLE_TERM_SHARE if t in title else w for t, w in _term_weights(ranking).items()}
         sentence_terms = _sentence_terms(article.body, article.language)
+        bonus = 0.5 * max(weights.values(), default=0.0)
+        fits = [text.answers_kind(s, ranking.kind, article.language, sentence_terms[i])
+                for i, s in enumerate(sentences)]
 
         def gain(i: int, covered: set[str]) -> float:
             return sum(w for t, w in weights.items() if t in sentence_terms[i] and t not in covered)
 
-        first = max(range(len(sentences)), key=lambda i: (gain(i, set()), -i))
+        first = max(range(len(sentences)), key=lambda i: (gain(i, set()) + bonus * fits[i], -i))
         chosen = [first]
         covered = sentence_terms[first] & weights.keys()
         if limit > 1 and gain(first, set()) > 0:
             second = max(range(len(sentences)), key=lambda i: (gain(i, covered), -i))
             if second != first and gain(second, covered) >= 0.5 * gain(first, set()):
                 chosen.append(second)
-        return tuple(sentences[i] for i in sorted(chosen))
+        return tuple(sentences[i] for i in chosen)
+
+    def coverage(self, ranking: Ranking, article: Article, sentences: Sequence[str]) -> float:
+        """The share of the question's content, weighted by rarity in the language, that `sentences` and the
+        title of `article` hold: 1.0 when every telling word of the question is there, whatever the size of
+        the knowledge base."""
+        weights = _term_weights(ranking)
+        total = sum(weights.values())
+        if not total:
+            return 0.0
+        found = set(_title_terms(article.title, article.language))
+        wanted = set(sentences)
+        for sentence, terms in zip(sentences_of(article), _sentence_terms(article.body, article.language),
+                                   strict=True):
+            if sentence in wanted:
+                found |= terms
+        return sum(w for t, w in weights.items() if t in found) / total
+
+
+@lru_cache(maxsize=4096)
+def _title_terms(title: str, language: str) -> frozenset[str]:
+    return frozenset(text.terms(title, language))
+
+
+def _term_weights(ranking: Ranking) -> dict[str, float]:
+    """Each distinct question term's weight (the heaviest of the words that stem to it)."""
+    weights: dict[str, float] = {}
+    for term, weight in zip(ranking.terms, ranking.weights, strict=False):
+        weights[term] = max(weight, weights.get(term, 0.0))
+    return weights
+
+
+_INFORMATION_CEILING = 7.0  # Zipf 7 = once in 10 words ("the"); a word never seen has Zipf 0
+
+
+def information(word: str, language: str) -> float:
+    """How much a word tells, by how rare it is in the language at large (wordfreq): 7 minus its Zipf
+    frequency, so "the" says nothing, "weather" about 2, a name never seen 7. Languages wordfreq lacks
+    (Kazakh) give every word the same weight."""
+    if language not in _wordfreq_languages():
+        return 1.0
+    frequency = _frequencies(language).get(word, 0.0)
+    zipf = max(math.log10(frequency) + 9, 0.0) if frequency else 0.0
+    return max(_INFORMATION_CEILING - zipf, 0.0)
+
+
+@cache
+def _frequencies(language: str) -> dict[str, float]:
+    """wordfreq's own table (word -> frequency): a dict lookup rather than its per-call tokenizer, which
+    cost a third of a millisecond per question."""
+    return wordfreq.get_frequency_dict(language)
 
 
 def _faq_similarity(question: str, phrasing: str, **_: object) -> float:
