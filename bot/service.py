@@ -18,13 +18,13 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
 from bot import i18n, knowledge
-from bot.answer import Answer, answer_question
+from bot.answer import Answer, answer_question, with_guess_sentences
 from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Problem
 from bot.knowledge_cache import ArticleCache, Stamp
 from bot.search import Hit, Index
@@ -261,7 +261,7 @@ class Service:
     def ask(self, question: str) -> Answer:
         """Answer, and count the question as answered or not for /stats (question text only)."""
         question = clean_question(question)
-        answer = answer_question(self.index, question)
+        answer = with_guess_sentences(self.index, answer_question(self.index, question))
         foreign = self.foreign_language(question)
         if foreign is not None:
             answer = replace(answer, foreign_language=foreign, kb_languages=self.languages)
@@ -269,8 +269,10 @@ class Service:
             self._record(lambda: self.store.record_question(question, answer.found))
         return answer
 
-    def feedback(self, question: str, article_id: str | None, helpful: bool) -> None:
-        self._record(lambda: self.store.record_feedback(clean_question(question), article_id, helpful))
+    def feedback(self, question: str, article_ids: Sequence[str], helpful: bool) -> None:
+        """One verdict on what one message showed: its article, or every guess of an unsure answer (ids joined)."""
+        shown = ", ".join(article_ids) or None
+        self._record(lambda: self.store.record_feedback(clean_question(question), shown, helpful))
 
     def _record(self, write: Callable[[], None]) -> None:
         """Statistics are best effort: after a failed write they pause for a while, logged once, rather than

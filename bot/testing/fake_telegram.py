@@ -223,6 +223,16 @@ def _check_keyboard(markup: Any) -> None:
                 raise ApiError(400, f"Bad Request: inline keyboard button URL '{url}' is invalid: Wrong HTTP URL")
 
 
+_FILE = {"file_id": "file-1", "file_unique_id": "unique-1"}
+_MEDIA: dict[str, Any] = {   # what a user may send instead of text, as Telegram describes each
+    "photo": [{**_FILE, "width": 640, "height": 480}],
+    "document": {**_FILE, "file_name": "report.pdf", "mime_type": "application/pdf"},
+    "video": {**_FILE, "width": 640, "height": 480, "duration": 5},
+    "voice": {**_FILE, "duration": 3, "mime_type": "audio/ogg"},
+    "sticker": {**_FILE, "type": "regular", "width": 512, "height": 512, "is_animated": False, "is_video": False},
+}
+
+
 def _auto_entities(text: str) -> list[dict[str, Any]]:
     """The entities Telegram's clients attach: a leading /command and @mentions."""
     entities: list[dict[str, Any]] = []
@@ -341,10 +351,14 @@ class FakeTelegram:
         entities: list[dict[str, Any]] | None = None,
         language: str = "en",
         thread_id: int | None = None,
+        media: str | None = None,
     ) -> dict[str, Any]:
         """Queue a user's text message for getUpdates; commands and @mentions get entities as in Telegram.
 
-        `thread_id`: the message was written in that topic of a forum supergroup."""
+        `thread_id`: the message was written in that topic of a forum supergroup. With `media` ("photo",
+        "document", "video", "voice", "sticker") the message carries that instead, and `text` is its caption
+        (none when empty).
+        """
         if chat_type == "private" and chat_id < 0:
             chat_type = "supergroup" if chat_id < -10**12 else "group"
         message: dict[str, Any] = {
@@ -352,13 +366,17 @@ class FakeTelegram:
             "date": int(time.time()),
             "chat": self.chat(chat_id, chat_type),
             "from": self.user(user_id, language),
-            "text": text,
         }
         if thread_id is not None:  # written in a forum topic
             message.update(message_thread_id=thread_id, is_topic_message=True)
+        field = "text" if media is None else "caption"
+        if media is not None:
+            message[media] = _MEDIA[media]
+        if text or media is None:
+            message[field] = text
         found = _auto_entities(text) if entities is None else entities
         if found:
-            message["entities"] = found
+            message["entities" if media is None else "caption_entities"] = found
         if reply_to_bot:
             message["reply_to_message"] = self._bot_message_in(chat_id)
         self._messages[(chat_id, message["message_id"])] = message
