@@ -64,7 +64,8 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     await commands.set_menus(application)
     assert application.job_queue is not None
     application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast", data=fresh)
-    application.job_queue.run_repeating(maintenance.prune, interval=maintenance.DAY, first=0, name="retention")
+    application.job_queue.run_repeating(maintenance.prune, interval=maintenance.DAY, name="retention",
+                                        job_kwargs=maintenance.at_start())
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -18,6 +18,16 @@ log = logging.getLogger(__name__)
 DAY = dt.timedelta(days=1)   # how often the retention job runs (the first run is at start)
 
 
+def at_start() -> dict[str, object]:
+    """APScheduler options for a job added in post_init that must also run as soon as the job queue starts.
+
+    post_init runs before the scheduler starts: an interval job added then (`first=0`) has its first run moved
+    to one interval later, and a run whose time passed more than a second before the start (APScheduler's
+    default grace) is dropped.
+    """
+    return {"next_run_time": dt.datetime.now(dt.UTC), "misfire_grace_time": None}
+
+
 async def prune(context: Context) -> None:
     """Delete delivered deliveries and statistics older than RETENTION_DAYS (0 keeps everything), off the loop."""
     days = settings_of(context).retention_days
