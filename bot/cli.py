@@ -1,4 +1,4 @@
-"""The command line: ``python -m bot build|check|ask|eval|run|shell``.
+"""The command line: ``python -m bot build|check|ask|eval|run|health|shell``.
 
 Each command is a thin translation from arguments to the plain functions of
 the feature modules, and from their results to printed text and exit codes.
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("run", help="run the Telegram bot")
     p.set_defaults(func=_cmd_run)
+
+    p = commands.add_parser("health", help="exit 0 if the bot could start now, else 1 and why (Docker HEALTHCHECK)")
+    p.set_defaults(func=_cmd_health)
 
     p = commands.add_parser("migrate-db", help="copy a SQLite database into PostgreSQL (safe to repeat)")
     p.add_argument("--from", dest="source", type=Path, required=True, metavar="FILE", help="the SQLite database")
@@ -229,6 +232,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"Cannot reach Telegram at {where}: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    """The configuration loads, the database opens and answers, the knowledge base loads: exit 0 and one line.
+    Otherwise exit 1 and one line saying what is wrong, for `docker inspect` to show."""
+    from bot.config import ConfigError, load_settings
+    from bot.knowledge import KnowledgeError, load
+    from bot.store import StoreError, open_store
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _unhealthy(f"configuration: {str(exc).splitlines()[0]}")
+    try:
+        store = open_store(None, settings.database_path)
+        try:
+            store.kb_version()
+        finally:
+            store.close()
+    except StoreError as exc:
+        return _unhealthy(f"database: {exc}")
+    try:
+        kb = load(settings.knowledge_dir)
+    except KnowledgeError as exc:
+        return _unhealthy(f"knowledge base: {exc.problems[0]} (python -m bot check lists all {len(exc.problems)})")
+    print(f"healthy: articles: {len(kb.articles)}, FAQ entries: {len(kb.faq)}, database: answers")
+    return 0
+
+
+def _unhealthy(reason: str) -> int:
+    print("unhealthy: " + " ".join(reason.split()), file=sys.stderr)
+    return 1
 
 
 def _cmd_migrate_db(args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ class Settings:
     webhook_port: int = 8443
     log_level: str = "INFO"
     user_rate_limit: int = 20                     # requests per user per minute; 0 turns the limit off
+    retention_days: int = 90                      # delivered deliveries and statistics older go; 0 keeps them
 
 
 def environment(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> dict[str, str]:
@@ -135,6 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         webhook_port=port,
         log_level=log_level,
         user_rate_limit=_int(env, "USER_RATE_LIMIT", 20),
+        retention_days=_int(env, "RETENTION_DAYS", 90),
     )
 
 

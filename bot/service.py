@@ -351,6 +351,11 @@ class Service:
         self._languages.pop(old_chat_id, None)
         self._languages.pop(new_chat_id, None)
 
+    def forget_chat(self, chat_id: int) -> None:
+        """/forget: everything stored about the chat goes, the language remembered here too."""
+        self.store.forget_chat(chat_id)
+        self._languages.pop(chat_id, None)
+
     def stats(self) -> Stats:
         return self.store.stats()
 

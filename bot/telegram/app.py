@@ -22,7 +22,7 @@ from bot import knowledge_cache, notify
 from bot.config import Settings
 from bot.service import Service
 from bot.store import Store
-from bot.telegram import commands
+from bot.telegram import commands, maintenance
 from bot.telegram.common import SERVICE, SETTINGS, service_of
 from bot.telegram.keyboards import callback_key
 
@@ -65,6 +65,8 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     assert application.job_queue is not None
     application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast", data=fresh)
     application.job_queue.run_repeating(_sweep, interval=notify.SWEEP, first=notify.SWEEP, name="broadcast-sweep")
+    application.job_queue.run_repeating(maintenance.prune, interval=maintenance.DAY, name="retention",
+                                        job_kwargs=maintenance.at_start())
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.format import escape
 from bot.i18n import Translator
 from bot.service import Service
-from bot.telegram import admin, asking, browsing, keyboards, language, subscriptions
+from bot.telegram import admin, asking, browsing, keyboards, language, maintenance, subscriptions
 from bot.telegram.common import (
     NO_PREVIEW,
     SETTINGS,
@@ -98,6 +98,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("subscriptions", subscriptions.subscriptions),
     Command("unsubscribe", subscriptions.unsubscribe, Access.CHAT_ADMINS),
     Command("language", language.choose),
+    Command("forget", maintenance.forget, Access.CHAT_ADMINS),
     Command("reload", admin.reload, Access.BOT_ADMINS),
     Command("stats", admin.stats, Access.BOT_ADMINS),
 )
@@ -109,6 +110,7 @@ BUTTONS: tuple[Button, ...] = (
     Button(keyboards.MORE, asking.more_button),
     Button(keyboards.UNSUBSCRIBE, subscriptions.remove_button, Access.CHAT_ADMINS),
     Button(keyboards.LANGUAGE, language.chosen_button, Access.CHAT_ADMINS),
+    Button(keyboards.FORGET, maintenance.forget_button, Access.CHAT_ADMINS),
 )
 
 _ASK = next(c for c in COMMANDS if c.name == "ask")

@@ -25,6 +25,7 @@ MORE = "m"           # m:<article key>      the summary under an answer card
 UNSUBSCRIBE = "u"    # u:<subscription id>  remove one subscription
 LATEST = "l"         # l                    the latest articles
 LANGUAGE = "g"       # g:<code>             the chat's language
+FORGET = "x"         # x:<1|0>              /forget confirmed / cancelled
 
 KEY_BYTES = MAX_CALLBACK_DATA - len(f"{FEEDBACK}:1:")   # the longest prefix put before an article key
 # The feedback key of an unsure answer: it rates every guess the message lists (its article buttons). Never an
@@ -88,6 +89,11 @@ def language_keyboard() -> InlineKeyboardMarkup:
         [InlineKeyboardButton(i18n.translator(code)("language.name"), callback_data=f"{LANGUAGE}:{code}")]
         for code in i18n.languages()
     ])
+
+
+def forget_keyboard(tr: Translator) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton(tr("button.forget"), callback_data=f"{FORGET}:1"),
+                                  InlineKeyboardButton(tr("button.cancel"), callback_data=f"{FORGET}:0")]])
 
 
 def offered(message: Message, data: str) -> bool:
