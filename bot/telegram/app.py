@@ -3,8 +3,9 @@
 `python -m bot run` sets up logging (`bot.config.configure_logging`) and calls `run`. Long polling by
 default; with WEBHOOK_URL set, a webhook that checks Telegram's secret token.
 Start-up (`post_init`) opens the database, loads the knowledge base (refusing
-to start on problems, listed as file:line), sets the command menus, and
-resumes any broadcast that a restart cut short.
+to start on problems, listed as file:line), sets the command menus,
+resumes any broadcast that a restart cut short, and starts following the
+sources in sources.yaml (`bot.telegram.sources`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bot import knowledge_cache, notify
 from bot.config import Settings
 from bot.service import Service
 from bot.store import Store
-from bot.telegram import commands
+from bot.telegram import commands, sources
 from bot.telegram.common import SERVICE, SETTINGS, service_of
 from bot.telegram.keyboards import callback_key
 
@@ -64,6 +65,7 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     await commands.set_menus(application)
     assert application.job_queue is not None
     application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast", data=fresh)
+    sources.start(application, settings, service)
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -77,6 +79,7 @@ async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    await sources.stop(application)   # before the store closes: a poll under way writes its source's state
     service: Service | None = application.bot_data.get(SERVICE)
     if service is not None:
         service.store.close()

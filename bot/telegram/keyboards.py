@@ -17,6 +17,7 @@ from bot.format import BUTTON_TITLE, MAX_CALLBACK_DATA, clip
 from bot.i18n import Translator
 from bot.knowledge import Article, web_url
 from bot.render import subscription_what
+from bot.sources import Source
 from bot.store import Subscription
 
 ARTICLE = "a"        # a:<article key>      show the article's card
@@ -24,6 +25,7 @@ FEEDBACK = "f"       # f:<1|0>:<key>        helpful / not helpful
 UNSUBSCRIBE = "u"    # u:<subscription id>  remove one subscription
 LATEST = "l"         # l                    the latest articles
 LANGUAGE = "g"       # g:<code>             the chat's language
+SOURCE = "p"         # p:<1|0>:<source key> pause / resume a followed source
 
 KEY_BYTES = MAX_CALLBACK_DATA - len(f"{FEEDBACK}:1:")   # the longest prefix put before an article key
 
@@ -89,6 +91,25 @@ def language_keyboard() -> InlineKeyboardMarkup:
         [InlineKeyboardButton(i18n.translator(code)("language.name"), callback_data=f"{LANGUAGE}:{code}")]
         for code in i18n.languages()
     ])
+
+
+MAX_SOURCE_BUTTONS = 50   # Telegram shows at most 100 buttons under a message
+
+
+def source_key(url: str) -> str:
+    """A source's URL as it travels in callback data: a short stable hash, looked up again on press."""
+    return hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+
+
+def sources_keyboard(sources: list[Source], paused: set[str], tr: Translator) -> InlineKeyboardMarkup | None:
+    """One pause or resume button per source, numbered as in the /sources list."""
+    rows = []
+    for number, source in enumerate(sources[:MAX_SOURCE_BUTTONS], 1):
+        action, flag = ("button.resume", 0) if source.url in paused else ("button.pause", 1)
+        label = _plain(f"{number}. {source.label}")
+        rows.append([InlineKeyboardButton(tr(action, name=label),
+                                          callback_data=f"{SOURCE}:{flag}:{source_key(source.url)}")])
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 def offered(message: Message, data: str) -> bool:
