@@ -1,10 +1,10 @@
 """Following sources in the running bot: the polling job, taking new articles in, and the admins' /add and /sources.
 
-A repeating JobQueue job checks every `TICK` whether a source is due; when one is, it rereads sources.yaml (so an
-edit applies without a restart) and starts each due source's poll as its own task, so a slow or hanging source
-holds up nothing but itself. Each outcome is handled as soon as it is known: new articles go through `take_in`,
-the one path that swaps them into the index and announces them exactly as /reload does; a source that starts
-failing or recovers is told to every admin once (the poller reports each change of health once).
+A repeating JobQueue job checks every `TICK` whether a source is due or sources.yaml was edited; then it rereads
+sources.yaml (so an edit applies without a restart) and starts each due source's poll as its own task, so a slow
+or hanging source holds up nothing but itself. Each outcome is handled as soon as it is known: new articles go
+through `take_in`, the one path that swaps them into the index and announces them exactly as /reload does; a
+source that starts failing or recovers is told to every admin once (the poller reports each change of health once).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from bot.i18n import Translator
 from bot.knowledge import http_url
 from bot.poller import IDLE, Poller, PollOutcome, SourceState
 from bot.render import add_report, health_message, sources_report
-from bot.service import ReloadResult, Service
-from bot.sources import Source
+from bot.service import Service
+from bot.sources import SOURCES_FILE, Source
 from bot.store import StoreError
 from bot.telegram.common import NO_PREVIEW, SERVICE, SETTINGS, Context
 from bot.telegram.keyboards import source_key, sources_keyboard
@@ -45,8 +45,24 @@ class Following:
     def __init__(self, poller: Poller) -> None:
         self.poller = poller
         self.wake = 0.0                                  # epoch seconds of the next round
+        self._edited: tuple[int, int] | None = None      # sources.yaml's (mtime, size) when last read
         self._polling: dict[str, asyncio.Task[None]] = {}   # url -> its poll under way
+        self._pausing: dict[str, bool] = {}              # url -> paused, pressed while its poll was under way
         self._taking_in = asyncio.Lock()
+        self._asked = 0                                  # take-ins asked for, in order
+        self._served = 0                                 # the last of them that a finished take-in covered
+
+    def due(self) -> bool:
+        """Whether a round is due: a source's time has come, or sources.yaml was edited (one stat, no reading)."""
+        try:
+            stat = (self.poller.knowledge_dir / SOURCES_FILE).stat()
+            edited: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            edited = None
+        if edited != self._edited:
+            self._edited = edited
+            return True
+        return time.time() >= self.wake
 
     async def round(self, application: Application) -> None:  # type: ignore[type-arg]
         """Start a poll of every due source that is not paused or still being polled."""
@@ -74,6 +90,15 @@ class Following:
             log.exception("handling source %s failed", source.url)
         finally:
             self._polling.pop(source.url, None)
+        if source.url in self._pausing:   # the poll saved the state it started from: the press wins
+            await self.poller.set_paused(source.url, self._pausing.pop(source.url))
+
+    async def set_paused(self, url: str, paused: bool) -> None:
+        if url in self._polling:
+            self._pausing[url] = paused
+        await self.poller.set_paused(url, paused)
+        if not paused:
+            self.wake = 0.0   # a resumed source that is due is polled at the next tick
 
     async def settle(self, application: Application, outcome: PollOutcome) -> None:  # type: ignore[type-arg]
         if outcome.health is not None:
@@ -81,23 +106,30 @@ class Following:
         if outcome.added or outcome.updated:
             await self.take_in(application)
 
-    async def take_in(self, application: Application) -> ReloadResult:  # type: ignore[type-arg]
+    async def take_in(self, application: Application) -> None:  # type: ignore[type-arg]
         """New article files into the running index, then to subscribers, exactly as /reload does it.
 
-        One at a time, so two sources' articles are never queued for announcement twice.
+        One at a time, so two sources' articles are never queued for announcement twice; a caller whose files
+        were written before a waiting take-in began is served by that one (many sources with new items at once
+        cost a few reloads, not one each).
         """
+        self._asked += 1
+        ticket = self._asked
         service = cast(Service, application.bot_data[SERVICE])
         async with self._taking_in:
+            if self._served >= ticket:
+                return
+            covers = self._asked
             result = await service.reload()
+            self._served = covers
             if not result.ok:
                 log.warning("new articles not taken in: the knowledge base has %d problems (see /reload)",
                             len(result.problems))
-                return result
+                return
             fresh = await asyncio.to_thread(notify.unannounced, service.store, result.new)
             if fresh:  # the task queues them durably at its first step, before the next take-in looks
                 application.create_task(notify.notify_new(application.bot, service.store, result.new, fresh),
                                         name="broadcast")
-            return result
 
     async def aclose(self) -> None:
         """Stop polling: polls under way are cancelled (their sources are polled again at the next start)."""
@@ -129,7 +161,7 @@ async def stop(application: Application) -> None:  # type: ignore[type-arg]
 
 async def _tick(context: ContextTypes.DEFAULT_TYPE) -> None:
     following = following_of(context.application)
-    if time.time() >= following.wake:
+    if following.due():
         await following.round(context.application)
 
 
@@ -199,9 +231,7 @@ async def pause_button(update: Update, context: Context, tr: Translator, message
         await query.answer(tr("button.gone"))
         return
     paused = flag == "1"
-    await following.poller.set_paused(source.url, paused)
-    if not paused:
-        following.wake = 0.0   # a resumed source that is due is polled at the next tick
+    await following.set_paused(source.url, paused)
     await query.answer(tr("sources.paused_now" if paused else "sources.resumed_now", name=source.label[:100]))
     text, keyboard = await _listing(context, tr)
     with contextlib.suppress(TelegramError):  # e.g. "message is not modified" after two quick presses
