@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ from typing import Any
 import pytest
 
 from bot import i18n
-from bot.config import Settings
+from bot.config import ConfigError, Settings, load_settings, local_settings
 from bot.render import NEW
 from bot.testing.fake_telegram import FakeTelegram
-from tests.driver import ADMIN, ADMINS_ONLY, EN, USER, reply, running, say, service, until
+from tests.driver import ADMIN, ADMINS_ONLY, EN, REAL_LOOKING_TOKEN, USER, reply, running, say, service, until
 from tests.feed_server import FeedServer, rss
 from tests.test_poller import BUS
 
@@ -216,3 +217,12 @@ async def test_sources_lists_and_pause_stops_polling_until_resumed(tg: FakeTeleg
         follow(following.knowledge_dir, ("Lakeside", server.url("/a.xml")))   # Riverside no longer followed
         tg.push_callback(pause_b["callback_data"], chat_id=ADMIN, user_id=ADMIN)
         assert (await tg.wait_for("answerCallbackQuery", lambda p: "text" in p))["text"] == EN("button.gone")
+
+
+def test_allow_private_sources_is_off_unless_set() -> None:
+    token = {"TELEGRAM_BOT_TOKEN": REAL_LOOKING_TOKEN}
+    assert not load_settings(token, env_file=None).allow_private_sources
+    assert load_settings({**token, "ALLOW_PRIVATE_SOURCES": "1"}, env_file=None).allow_private_sources
+    assert local_settings({"ALLOW_PRIVATE_SOURCES": "1"}, env_file=None).allow_private_sources
+    with pytest.raises(ConfigError, match=re.escape("ALLOW_PRIVATE_SOURCES must be 1 (on) or 0 (off), not 'maybe'")):
+        load_settings({**token, "ALLOW_PRIVATE_SOURCES": "maybe"}, env_file=None)
