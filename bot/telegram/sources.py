@@ -162,7 +162,11 @@ async def stop(application: Application) -> None:  # type: ignore[type-arg]
 async def _tick(context: ContextTypes.DEFAULT_TYPE) -> None:
     following = following_of(context.application)
     if following.due():
-        await following.round(context.application)
+        try:
+            await following.round(context.application)
+        except StoreError as exc:   # the sources' states cannot be read: try again later, not every tick
+            following.wake = time.time() + IDLE
+            log.warning("sources not polled: %s", exc)
 
 
 async def tell_admins(application: Application, outcome: PollOutcome) -> None:  # type: ignore[type-arg]
