@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, TypeVar, cast
 
 from telegram import Bot, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
@@ -35,8 +37,29 @@ from bot.telegram.keyboards import source_key, sources_keyboard
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 FOLLOWING = "following"
 TICK = 1.0   # seconds between looks at the clock; sources.yaml and the states are read only when one is due
+
+
+class _Worker:
+    """An event loop of its own, in a thread, for the fetches: a round of many polls is many small steps, and on
+    the bot's loop each answer would wait behind all of them; here they only share the interpreter with it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="sources", daemon=True)
+        self._thread.start()
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work` on the worker's loop; cancelling the caller cancels it there."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+
+    async def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await asyncio.to_thread(self._thread.join)
+        self.loop.close()
 
 
 class Following:
@@ -44,6 +67,7 @@ class Following:
 
     def __init__(self, poller: Poller) -> None:
         self.poller = poller
+        self._worker = _Worker()
         self.wake = 0.0                                  # epoch seconds of the next round
         self._edited: tuple[int, int] | None = None      # sources.yaml's (mtime, size) when last read
         self._polling: dict[str, asyncio.Task[None]] = {}   # url -> its poll under way
@@ -83,7 +107,7 @@ class Following:
 
     async def _poll(self, application: Application, source: Source, state: SourceState) -> None:  # type: ignore[type-arg]
         try:
-            outcome = await self.poller.poll(source, state)
+            outcome = await self._worker.run(self.poller.poll(source, state))
             self.wake = min(self.wake, outcome.state.next_due)
             await self.settle(application, outcome)
         except Exception:   # a poll task has no caller to report to: log it, keep following the others
@@ -92,6 +116,9 @@ class Following:
             self._polling.pop(source.url, None)
         if source.url in self._pausing:   # the poll saved the state it started from: the press wins
             await self.poller.set_paused(source.url, self._pausing.pop(source.url))
+
+    async def add_url(self, url: str) -> PollOutcome:
+        return await self._worker.run(self.poller.add_url(url))
 
     async def set_paused(self, url: str, paused: bool) -> None:
         if url in self._polling:
@@ -137,7 +164,8 @@ class Following:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.poller.aclose()
+        await self._worker.run(self.poller.aclose())
+        await self._worker.close()
 
 
 def following_of(application: Application) -> Following:  # type: ignore[type-arg]
@@ -200,7 +228,7 @@ async def add(update: Update, context: Context, tr: Translator) -> None:
         await message.reply_text(tr("add.usage"))
         return
     following = following_of(context.application)
-    outcome = await following.poller.add_url(url)
+    outcome = await following.add_url(url)
     if outcome.added or outcome.updated:
         await following.take_in(context.application)
     await message.reply_html(add_report(url, outcome, tr), link_preview_options=NO_PREVIEW)
