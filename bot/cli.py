@@ -295,13 +295,18 @@ def _cmd_poll(args: argparse.Namespace) -> int:
     """Prints what was added; exit 1 when a source failed (or sources.yaml has problems), for cron to mail."""
     import asyncio
 
-    from bot.config import DEFAULT_DATABASE_PATH, environment
+    from bot.config import ConfigError, local_settings
     from bot.fetch import FetchLimits
     from bot.poller import Poller, PollOutcome
     from bot.sources import read_sources
     from bot.store import Store, StoreError
 
-    knowledge = knowledge_dir(args)
+    try:
+        settings = local_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    knowledge = args.knowledge or settings.knowledge_dir
     sources, problems = read_sources(knowledge)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -309,9 +314,8 @@ def _cmd_poll(args: argparse.Namespace) -> int:
         print(f"No sources to poll: list them in {knowledge / 'sources.yaml'} (see knowledge/README.md).",
               file=sys.stderr)
         return 2
-    env = environment()
-    database = Path(env.get("DATABASE_PATH") or DEFAULT_DATABASE_PATH)
-    limits = FetchLimits(allow_private=env.get("ALLOW_PRIVATE_SOURCES", "").strip() == "1")
+    database = settings.database_path
+    limits = FetchLimits(allow_private=settings.allow_private_sources)
     failed = bool(problems)
 
     def show(outcomes: list[PollOutcome]) -> None:

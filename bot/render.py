@@ -9,8 +9,12 @@ catalogs; the budgets and limits from `bot.format`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from babel.dates import format_datetime
 
 from bot.answer import ALTERNATIVES, Answer, display_title
 from bot.format import (
@@ -32,6 +36,10 @@ from bot.knowledge import Article, Changes, KnowledgeBase, Problem, web_url
 from bot.smalltalk import Kind
 from bot.store import Stats, Subscription
 from bot.text import split_sentences, telegram_length, words
+
+if TYPE_CHECKING:  # the poller (and its HTTP client) is loaded only where sources are followed
+    from bot.poller import PollOutcome, SourceState
+    from bot.sources import Source
 
 ENGLISH = translator(DEFAULT)
 NEW = "🆕"
@@ -373,3 +381,63 @@ def stats_report(stats: Stats, articles: int, tr: Translator, top: int = 5) -> s
             lines.append(bold(tr(key)))
             lines.extend(f"{tr.number(count)}× {escape(question[:200])}" for question, count in rows[:top])
     return fit(lines, lambda n: tr.plural("report.more", n))
+
+
+# --- sources -----------------------------------------------------------------------
+
+
+def _moment(epoch: float | None, tr: Translator) -> str:
+    if epoch is None:
+        return tr("sources.never")
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return format_datetime(moment, format="short", tzinfo=dt.UTC, locale=tr.language) + " UTC"
+
+
+def _source_name(source: Source) -> str:
+    return escape(clip(source.label, TITLE, html_mode=False))
+
+
+def sources_report(sources: Sequence[Source], states: Mapping[str, SourceState], problems: int,
+                   tr: Translator) -> str:
+    """/sources: each source's health, numbered as its pause/resume button is."""
+    if not sources:
+        return tr("sources.none")
+    lines = [bold(tr.plural("sources.title", len(sources)))]
+    if problems:
+        lines.append(tr.plural("sources.problems", problems))
+    for number, source in enumerate(sources, 1):
+        state = states[source.url]
+        entry = [f"{number}. {bold(_source_name(source))}" + (f" — {tr('sources.paused')}" if state.paused else "")]
+        if source.name:
+            entry.append(escape(clip(source.url, TITLE, html_mode=False)))
+        entry.append(tr("sources.last_success", when=_moment(state.last_success, tr)))
+        entry.append(tr("sources.last_new", when=_moment(state.last_new_article, tr)))
+        if state.last_error:
+            entry.append(tr.plural("sources.failing", state.failures, error=escape(state.last_error[:300])))
+        lines.append("\n".join(entry))
+    return fit(lines, lambda n: tr.plural("report.more", n))
+
+
+def add_report(url: str, outcome: PollOutcome, tr: Translator) -> str:
+    """/add URL: the articles it added and updated (title and id), or why nothing could be read."""
+    where = escape(clip(url, TITLE, html_mode=False))
+    if outcome.error is not None:
+        return tr("add.failed", url=where, error=escape(outcome.error[:300]))
+    if not (outcome.added or outcome.updated or outcome.failed):
+        return tr("add.nothing", url=where)
+    lines = [bold(tr("add.done", url=where))]
+    for key, refs in (("add.added", outcome.added), ("add.updated", outcome.updated)):
+        lines.extend(tr(key, title=escape(ref.title[:200]), id=f"<code>{escape(ref.id)}</code>") for ref in refs)
+    if outcome.failed:
+        lines.append(tr.plural("add.failed_items", len(outcome.failed)))
+    if outcome.added:
+        lines.append(tr("reload.notifying"))
+    return fit(lines, lambda n: tr.plural("report.more", n))
+
+
+def health_message(outcome: PollOutcome, tr: Translator) -> str:
+    """What admins are told once when a source starts failing, and once when it recovers."""
+    name, url = _source_name(outcome.source), escape(clip(outcome.source.url, TITLE, html_mode=False))
+    if outcome.error is not None:
+        return tr("health.failing", name=name, url=url, error=escape(outcome.error[:300]))
+    return tr("health.recovered", name=name, url=url)

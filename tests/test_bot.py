@@ -374,8 +374,8 @@ async def test_help_and_the_command_menus(tg: FakeTelegram, app: Application) ->
     admin = await tg.wait_for("setMyCommands", lambda p: (p.get("scope") or {}).get("chat_id") == ADMIN)
     public_names = {c["command"] for c in public["commands"]}
     admin_names = {c["command"] for c in admin["commands"]}
-    assert {"reload", "stats"} & public_names == set()
-    assert admin_names == public_names | {"reload", "stats"}
+    assert {"reload", "stats", "add", "sources"} & public_names == set()
+    assert admin_names == public_names | {"reload", "stats", "add", "sources"}
     assert {"start", "help", "latest", "search", "subscribe", "subscriptions", "unsubscribe", "ask"} <= public_names
     user_help = (await say(tg, "/help"))["text"]
     assert all(f"/{name}" in user_help for name in public_names) and "/reload" not in user_help

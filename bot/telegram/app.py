@@ -3,8 +3,9 @@
 `python -m bot run` sets up logging (`bot.config.configure_logging`) and calls `run`. Long polling by
 default; with WEBHOOK_URL set, a webhook that checks Telegram's secret token.
 Start-up (`post_init`) opens the database, loads the knowledge base (refusing
-to start on problems, listed as file:line), sets the command menus, and
-resumes any broadcast that a restart cut short.
+to start on problems, listed as file:line), sets the command menus,
+resumes any broadcast that a restart cut short, and starts following the
+sources in sources.yaml (`bot.telegram.sources`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bot import knowledge_cache, notify
 from bot.config import Settings
 from bot.service import Service
 from bot.store import Store
-from bot.telegram import commands, maintenance
+from bot.telegram import commands, maintenance, sources
 from bot.telegram.common import SERVICE, SETTINGS, service_of
 from bot.telegram.keyboards import callback_key
 
@@ -67,6 +68,7 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.job_queue.run_repeating(_sweep, interval=notify.SWEEP, first=notify.SWEEP, name="broadcast-sweep")
     application.job_queue.run_repeating(maintenance.prune, interval=maintenance.DAY, name="retention",
                                         job_kwargs=maintenance.at_start())
+    sources.start(application, settings, service)
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -88,6 +90,7 @@ async def _sweep(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    await sources.stop(application)   # before the store closes: a poll under way writes its source's state
     service: Service | None = application.bot_data.get(SERVICE)
     if service is not None:
         service.store.close()

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.format import escape
 from bot.i18n import Translator
 from bot.service import Service
-from bot.telegram import admin, asking, browsing, keyboards, language, maintenance, subscriptions
+from bot.telegram import admin, asking, browsing, keyboards, language, maintenance, sources, subscriptions
 from bot.telegram.common import (
     NO_PREVIEW,
     SETTINGS,
@@ -101,6 +101,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("forget", maintenance.forget, Access.CHAT_ADMINS),
     Command("reload", admin.reload, Access.BOT_ADMINS),
     Command("stats", admin.stats, Access.BOT_ADMINS),
+    Command("add", sources.add, Access.BOT_ADMINS, usage=True),
+    Command("sources", sources.sources, Access.BOT_ADMINS),
 )
 
 BUTTONS: tuple[Button, ...] = (
@@ -111,6 +113,8 @@ BUTTONS: tuple[Button, ...] = (
     Button(keyboards.UNSUBSCRIBE, subscriptions.remove_button, Access.CHAT_ADMINS),
     Button(keyboards.LANGUAGE, language.chosen_button, Access.CHAT_ADMINS),
     Button(keyboards.FORGET, maintenance.forget_button, Access.CHAT_ADMINS),
+
+    Button(keyboards.SOURCE, sources.pause_button, Access.BOT_ADMINS),
 )
 
 _ASK = next(c for c in COMMANDS if c.name == "ask")

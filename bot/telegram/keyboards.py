@@ -17,6 +17,7 @@ from bot.format import BUTTON_TITLE, MAX_CALLBACK_DATA, clip
 from bot.i18n import Translator
 from bot.knowledge import Article
 from bot.render import subscription_what, wants_overview
+from bot.sources import Source
 from bot.store import Subscription
 
 ARTICLE = "a"        # a:<article key>      show the article's card
@@ -26,6 +27,7 @@ UNSUBSCRIBE = "u"    # u:<subscription id>  remove one subscription
 LATEST = "l"         # l                    the latest articles
 LANGUAGE = "g"       # g:<code>             the chat's language
 FORGET = "x"         # x:<1|0>              /forget confirmed / cancelled
+SOURCE = "p"         # p:<1|0>:<source key> pause / resume a followed source
 
 KEY_BYTES = MAX_CALLBACK_DATA - len(f"{FEEDBACK}:1:")   # the longest prefix put before an article key
 # The feedback key of an unsure answer: it rates every guess the message lists (its article buttons). Never an
@@ -94,6 +96,25 @@ def language_keyboard() -> InlineKeyboardMarkup:
 def forget_keyboard(tr: Translator) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[InlineKeyboardButton(tr("button.forget"), callback_data=f"{FORGET}:1"),
                                   InlineKeyboardButton(tr("button.cancel"), callback_data=f"{FORGET}:0")]])
+
+
+MAX_SOURCE_BUTTONS = 50   # Telegram shows at most 100 buttons under a message
+
+
+def source_key(url: str) -> str:
+    """A source's URL as it travels in callback data: a short stable hash, looked up again on press."""
+    return hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+
+
+def sources_keyboard(sources: list[Source], paused: set[str], tr: Translator) -> InlineKeyboardMarkup | None:
+    """One pause or resume button per source, numbered as in the /sources list."""
+    rows = []
+    for number, source in enumerate(sources[:MAX_SOURCE_BUTTONS], 1):
+        action, flag = ("button.resume", 0) if source.url in paused else ("button.pause", 1)
+        label = _plain(f"{number}. {source.label}")
+        rows.append([InlineKeyboardButton(tr(action, name=label),
+                                          callback_data=f"{SOURCE}:{flag}:{source_key(source.url)}")])
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 def offered(message: Message, data: str) -> bool:
