@@ -42,7 +42,7 @@ import zlib
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
@@ -429,6 +429,17 @@ class _Segment:
         out[rows] += tf * idf / (norms[rows] + tf)
 
 
+def _joined(strings: list[str]) -> np.ndarray:
+    """Words or terms (which never hold a line break) as one array of UTF-8 bytes."""
+    return np.frombuffer("\n".join(strings).encode(), dtype=np.uint8)
+
+
+def _split_joined(joined: np.ndarray) -> list[str]:
+    if joined.dtype != np.uint8:
+        raise ValueError("expected bytes")
+    return joined.tobytes().decode().split("\n") if len(joined) else []
+
+
 def _in_pool(word: str) -> bool:
     """Whether a knowledge-base word may fill a probe question's slot."""
     return word.isalpha() and len(word) > 3
@@ -552,6 +563,50 @@ class Index:
             return Index.build(kb, self.settings)
         delta = _Segment.build([kb.articles[i] for i in sorted(delta_ids)], self.settings) if delta_ids else None
         return Index._assemble(kb, self.settings, base, np.asarray(sorted(masked), dtype=np.int64), delta)
+
+    # --- saving ---
+
+    def to_arrays(self) -> dict[str, np.ndarray] | None:
+        """The index as plain arrays (for `bot.index_cache`); None unless it was built whole."""
+        base = self._base
+        if base is None or self._delta is not None or self._removed is not None or base.speller is None:
+            return None
+        arrays = {
+            "terms": _joined(list(base.vocabulary)), "tf_data": base.tf.data, "tf_indices": base.tf.indices,
+            "tf_indptr": base.tf.indptr, "lengths": base.lengths, "words": _joined(list(base.words)),
+            "word_counts": np.fromiter(base.words.values(), dtype=np.int64, count=len(base.words)),
+            "speller_keys": base.speller.keys, "speller_positions": base.speller.positions,
+            "pool_words": _joined(base.pool[0]), "pool_counts": base.pool[1],
+            "probe_scores": self._probe_scores, "thresholds": np.asarray(self._thresholds, dtype=np.float64),
+        }
+        if base.vectors is not None:
+            arrays["vectors"] = base.vectors
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, kb: KnowledgeBase, settings: Settings, arrays: Mapping[str, np.ndarray]) -> Index:
+        """The index `to_arrays` saved for `kb`; ValueError or KeyError when they do not fit together."""
+        articles = sorted(kb.articles.values(), key=lambda a: a.id)
+        if not articles:
+            return cls._assemble(kb, settings, None)
+        terms, words, pool_words = (_split_joined(arrays[name]) for name in ("terms", "words", "pool_words"))
+        tf = sparse.csc_matrix((arrays["tf_data"], arrays["tf_indices"], arrays["tf_indptr"]),
+                               shape=(len(articles), len(terms)))
+        tf.check_format(full_check=True)
+        lengths, counts, pool_counts = arrays["lengths"], arrays["word_counts"], arrays["pool_counts"]
+        vectors = arrays["vectors"] if settings.embeddings else None
+        keys, positions = arrays["speller_keys"], arrays["speller_positions"]
+        if (lengths.shape != (len(articles),) or counts.shape != (len(words),) or tf.dtype != np.float32
+                or pool_counts.shape != (len(pool_words),) or keys.shape != positions.shape
+                or (len(positions) and not 0 <= positions.min() <= positions.max() < len(words))
+                or (vectors is not None and vectors.shape[0] != len(articles))):
+            raise ValueError("the saved arrays do not fit together")
+        base = _Segment(articles, {term: i for i, term in enumerate(terms)}, tf, lengths,
+                        dict(zip(words, counts.tolist(), strict=True)), Counter(a.language for a in articles),
+                        Speller(words, settings.typo_min_length, (keys, positions)), vectors,
+                        (pool_words, pool_counts))
+        found, sure = arrays["thresholds"].tolist()
+        return cls._assemble(kb, settings, base, calibration=(arrays["probe_scores"], (found, sure)))
 
     def _parts(self) -> list[tuple[_Segment, int]]:
         """Every segment with the sign its statistics count with."""
