@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from pathlib import Path
 
 import pytest
 
+from bot import knowledge
 from bot.knowledge import Article, KnowledgeBase, diff
 from bot.search import Index
+from bot.service import Service
+from bot.store import Store
 from tests.conftest import make_article
 
 PLACES = ("Almaty", "Astana", "Shymkent", "Karaganda", "Aktobe", "Taraz", "Pavlodar")
@@ -117,3 +121,21 @@ def test_an_edit_is_found_by_its_new_words_and_no_longer_by_its_old_ones(start: 
     index = step(start, [edited, *ALL[1:30]])
     assert index.search("bicycles lends", 1)[0].article == edited
     assert all(hit.article.id != edited.id for hit in index.search("new reading hall and longer hours", 30))
+
+
+async def test_a_reload_indexes_only_the_changed_articles_and_answers_as_a_fresh_start(
+        tmp_path: Path, store: Store) -> None:
+    directory = tmp_path / "knowledge"
+    for a in ALL[:30]:
+        knowledge.write_article(directory, a)
+    service = Service(directory, store)
+    knowledge.write_article(directory, ALL[30])
+    knowledge.write_article(directory, article(PLACES[0], SUBJECTS[0], 1))
+    knowledge.article_path(directory, "astana-bridge").unlink()
+    result = await service.reload()
+    assert (result.changes.added, result.changes.updated, result.changes.removed) == (
+        (ALL[30].id,), ("almaty-library",), ("astana-bridge",))
+    assert service.index._delta is not None and len(service.index._delta.articles) == 2
+    fresh = Service(directory, store)
+    for question in QUESTIONS:
+        assert service.ask(question) == fresh.ask(question)
