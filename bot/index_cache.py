@@ -2,12 +2,13 @@
 
 Indexing is most of a start once the articles come from `bot.knowledge_cache`;
 an index built from the same articles by the same code with the same settings
-is the same index, so a start with nothing changed loads it instead. The file
+is the same index, so a start loads it instead, and indexes only the articles
+added, edited or removed since (`Index.updated`: what a reload does). The file
 holds plain arrays only (`np.savez`, read with `allow_pickle=False`: a cache file
-must never be able to run code) and a fingerprint of the articles, the settings
-and the code; it is written whole to a temporary file and renamed, readable by
-its owner only. Missing, truncated, corrupt, or made for other articles, settings
-or code, it is ignored and rebuilt; failing to write it is logged and otherwise
+must never be able to run code), a digest of each article and a fingerprint of
+the settings and the code; it is written whole to a temporary file and renamed, readable by
+its owner only. Missing, truncated, corrupt, or made by other settings or code, it
+is ignored and rebuilt; failing to write it is logged and otherwise
 changes nothing.
 """
 
@@ -23,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from bot import search, text
-from bot.knowledge import KnowledgeBase
+from bot.knowledge import Changes, KnowledgeBase
 from bot.search import Index, Settings
 from bot.store.files import owner_only, restrict
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index-cache.npz"
-FORMAT = 1   # of the arrays `Index.to_arrays` writes
+FORMAT = 2   # of the arrays `Index.to_arrays` writes
 _PACKAGES = ("numpy", "scipy", "rapidfuzz", "PyStemmer", "wordfreq", "wordllama")
 
 
@@ -39,8 +40,8 @@ def beside(knowledge_cache: Path) -> Path:
     return knowledge_cache.with_name(INDEX_FILE)
 
 
-def fingerprint(kb: KnowledgeBase, settings: Settings) -> str:
-    """Changes whenever the index built from `kb` might: any article's indexed text, the settings, the code."""
+def fingerprint(settings: Settings) -> str:
+    """Changes whenever the index built from the same articles might: the settings, the code, the libraries."""
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"{FORMAT}\0{settings!r}\0".encode())
     for module in (search, text):
@@ -50,23 +51,40 @@ def fingerprint(kb: KnowledgeBase, settings: Settings) -> str:
             digest.update(f"{package}={metadata.version(package)}\0".encode())
         except metadata.PackageNotFoundError:
             digest.update(f"{package}=?\0".encode())
-    for article_id in sorted(kb.articles):
-        a = kb.articles[article_id]
-        digest.update("\0".join((a.id, a.title, a.body, a.language, *a.topics, "\1")).encode())
     return digest.hexdigest()
 
 
+def digests(kb: KnowledgeBase) -> dict[str, bytes]:
+    """Per article id, a digest of what the index reads of it (title, body, topics, language)."""
+    return {
+        a.id: hashlib.blake2b("\0".join((a.title, a.body, a.language, *a.topics)).encode(), digest_size=16).digest()
+        for a in kb.articles.values()
+    }
+
+
 def load(path: Path, kb: KnowledgeBase, settings: Settings = search.DEFAULT_SETTINGS) -> Index | None:
-    """The saved index of exactly `kb`, or None when there is none that can be trusted."""
+    """The index of `kb`: the saved one, updated with the articles changed since it was saved; None when
+    there is none that can be trusted."""
     if not path.exists():
         return None
     try:
-        wanted = fingerprint(kb, settings)
         with np.load(path, allow_pickle=False) as saved:
-            if bytes(saved["fingerprint"]).decode() != wanted:
-                log.info("the saved index %s is for other articles, settings or code: rebuilding it", path)
+            if bytes(saved["fingerprint"]).decode() != fingerprint(settings):
+                log.info("the saved index %s was built by other code or settings: rebuilding it", path)
                 return None
-            return Index.from_arrays(kb, settings, {name: saved[name] for name in saved.files})
+            arrays = {name: saved[name] for name in saved.files}
+        ids = bytes(arrays["ids"]).decode().split("\n") if len(arrays["ids"]) else []
+        kept = arrays["digests"]
+        if kept.shape != (len(ids), 16):
+            raise ValueError("one digest per article expected")
+        now = digests(kb)
+        before = dict(zip(ids, map(bytes, kept), strict=True))
+        changes = Changes(
+            added=tuple(sorted(now.keys() - before.keys())),
+            updated=tuple(sorted(i for i, d in now.items() if i in before and before[i] != d)),
+            removed=tuple(sorted(before.keys() - now.keys())),
+        )
+        return Index.from_arrays(kb, settings, arrays, changes)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         log.info("ignoring the saved index %s and rebuilding it: %s", path, exc)
         return None
@@ -77,7 +95,9 @@ def save(path: Path, index: Index) -> None:
     arrays = index.to_arrays()
     if arrays is None:
         return
-    arrays["fingerprint"] = np.frombuffer(fingerprint(index.kb, index.settings).encode(), dtype=np.uint8)
+    kept = digests(index.kb)
+    arrays["digests"] = np.frombuffer(b"".join(kept[i] for i in sorted(kept)), dtype=np.uint8).reshape(-1, 16)
+    arrays["fingerprint"] = np.frombuffer(fingerprint(index.settings).encode(), dtype=np.uint8)
     fresh = path.with_name(f".{path.name}.new")
     try:
         with owner_only():

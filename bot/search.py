@@ -386,19 +386,19 @@ class _Segment:
     frequencies and the average length), so that segments combine: see `Index`.
     """
 
-    articles: list[Article]  # by id
+    ids: list[str]  # article ids, sorted, by row
+    row_languages: list[str]  # by row
     vocabulary: dict[str, int]  # stemmed term -> column of `tf`
     tf: sparse.csc_matrix  # articles x terms: occurrences, title words counted `title_repeats` times
     lengths: np.ndarray  # per article: its BM25 length, the sum of its row of `tf`
     words: dict[str, int]  # surface word -> occurrences in title, body and topics (the speller's vocabulary)
-    languages: Counter[str]
+    counts: sparse.csr_matrix | None = None  # articles x `words`: occurrences, to take an article's share out
     speller: Speller | None = None
     vectors: np.ndarray | None = None  # per article, its embedding (float16)
     pool: tuple[list[str], np.ndarray] = ([], np.zeros(0, dtype=np.int64))  # the probes' words, sorted, and counts
 
     @classmethod
-    def build(cls, articles: list[Article], settings: Settings, searchable: bool = True) -> _Segment:
-        """`searchable` False: only the statistics (what masked articles contributed to them)."""
+    def build(cls, articles: list[Article], settings: Settings) -> _Segment:
         counts = _count_words(articles, settings.title_repeats)
         languages = [a.language for a in articles]
         vocabulary, tf = _term_frequencies(counts, languages)
@@ -406,14 +406,28 @@ class _Segment:
         lengths = np.asarray(tf.sum(axis=1), dtype=np.float32).ravel()
         frequencies = np.asarray(counts.total.sum(axis=0), dtype=np.int64).ravel()
         words = dict(zip(counts.words, frequencies.tolist(), strict=True))
-        segment = cls(articles, vocabulary, tf, lengths, words, Counter(languages))
-        if searchable:
-            segment.speller = Speller(counts.words, settings.typo_min_length)
-            if settings.embeddings:
-                segment.vectors = embedder().embed_counts(counts.total, counts.words)
-            pool = sorted((w, n) for w, n in words.items() if _in_pool(w))
-            segment.pool = [w for w, _ in pool], np.fromiter((n for _, n in pool), dtype=np.int64, count=len(pool))
+        segment = cls([a.id for a in articles], languages, vocabulary, tf, lengths, words, counts.total)
+        segment.speller = Speller(counts.words, settings.typo_min_length)
+        if settings.embeddings:
+            segment.vectors = embedder().embed_counts(counts.total, counts.words)
+        pool = sorted((w, n) for w, n in words.items() if _in_pool(w))
+        segment.pool = [w for w, _ in pool], np.fromiter((n for _, n in pool), dtype=np.int64, count=len(pool))
         return segment
+
+    def share(self, rows: np.ndarray) -> _Segment:
+        """What the articles at `rows` contribute to the statistics (document frequencies, lengths, word counts),
+        taken from this segment's own counts, so that it can be subtracted when they are masked."""
+        assert self.counts is not None
+        occurrences = np.asarray(self.counts[rows].sum(axis=0), dtype=np.int64).ravel()
+        used = np.flatnonzero(occurrences)
+        words = list(self.words)
+        return _Segment([self.ids[i] for i in rows.tolist()], [self.row_languages[i] for i in rows.tolist()],
+                        self.vocabulary, self.tf[rows].tocsc(), self.lengths[rows],
+                        dict(zip([words[i] for i in used.tolist()], occurrences[used].tolist(), strict=True)))
+
+    @property
+    def languages(self) -> Counter[str]:
+        return Counter(self.row_languages)
 
     def df(self, term: str) -> int:
         column = self.vocabulary.get(term)
@@ -515,9 +529,9 @@ class Index:
             return index
         if masked is not None and len(masked):
             index._masked = masked
-            index._removed = _Segment.build([base.articles[i] for i in masked.tolist()], settings, searchable=False)
+            index._removed = base.share(masked)
         parts = index._parts()
-        index._size = sum(sign * len(part.articles) for part, sign in parts)
+        index._size = sum(sign * len(part.ids) for part, sign in parts)
         if not index._size:
             return index
         # A question is read in one of the knowledge base's main languages; one stray
@@ -551,9 +565,9 @@ class Index:
         if base is None:
             return Index.build(kb, self.settings)
         gone = set(changes.updated) | set(changes.removed)
-        delta_ids = {a.id for a in self._delta.articles} if self._delta is not None else set()
+        delta_ids = set(self._delta.ids) if self._delta is not None else set()
         delta_ids = (delta_ids - set(changes.removed)) | set(changes.added) | set(changes.updated)
-        base_ids = [a.id for a in base.articles]
+        base_ids = base.ids
         masked = set(self._masked.tolist())
         for article_id in gone | set(changes.added):  # an added id may have been removed from the base before
             row = bisect_left(base_ids, article_id)
@@ -571,10 +585,12 @@ class Index:
         base = self._base
         if base is None or self._delta is not None or self._removed is not None or base.speller is None:
             return None
+        assert base.counts is not None
         arrays = {
-            "terms": _joined(list(base.vocabulary)), "tf_data": base.tf.data, "tf_indices": base.tf.indices,
-            "tf_indptr": base.tf.indptr, "lengths": base.lengths, "words": _joined(list(base.words)),
-            "word_counts": np.fromiter(base.words.values(), dtype=np.int64, count=len(base.words)),
+            "ids": _joined(base.ids), "languages": _joined(base.row_languages), "terms": _joined(list(base.vocabulary)),
+            "tf_data": base.tf.data, "tf_indices": base.tf.indices, "tf_indptr": base.tf.indptr,
+            "lengths": base.lengths, "words": _joined(list(base.words)),
+            "counts_data": base.counts.data, "counts_indices": base.counts.indices, "counts_indptr": base.counts.indptr,
             "speller_keys": base.speller.keys, "speller_positions": base.speller.positions,
             "pool_words": _joined(base.pool[0]), "pool_counts": base.pool[1],
             "probe_scores": self._probe_scores, "thresholds": np.asarray(self._thresholds, dtype=np.float64),
@@ -584,29 +600,40 @@ class Index:
         return arrays
 
     @classmethod
-    def from_arrays(cls, kb: KnowledgeBase, settings: Settings, arrays: Mapping[str, np.ndarray]) -> Index:
-        """The index `to_arrays` saved for `kb`; ValueError or KeyError when they do not fit together."""
-        articles = sorted(kb.articles.values(), key=lambda a: a.id)
-        if not articles:
-            return cls._assemble(kb, settings, None)
-        terms, words, pool_words = (_split_joined(arrays[name]) for name in ("terms", "words", "pool_words"))
+    def from_arrays(cls, kb: KnowledgeBase, settings: Settings, arrays: Mapping[str, np.ndarray],
+                    changes: Changes) -> Index:
+        """The index of `kb` from what `to_arrays` saved for a knowledge base that differs from it by `changes`
+        (then updated as by `updated`); ValueError or KeyError when the arrays do not fit together."""
+        ids, languages, terms, words, pool_words = (
+            _split_joined(arrays[name]) for name in ("ids", "languages", "terms", "words", "pool_words"))
+        if not ids:
+            return cls.build(kb, settings)
         tf = sparse.csc_matrix((arrays["tf_data"], arrays["tf_indices"], arrays["tf_indptr"]),
-                               shape=(len(articles), len(terms)))
-        tf.check_format(full_check=True)
-        lengths, counts, pool_counts = arrays["lengths"], arrays["word_counts"], arrays["pool_counts"]
+                               shape=(len(ids), len(terms)))
+        counts = sparse.csr_matrix((arrays["counts_data"], arrays["counts_indices"], arrays["counts_indptr"]),
+                                   shape=(len(ids), len(words)))
+        for matrix in (tf, counts):
+            matrix.check_format(full_check=True)
+        lengths, pool_counts = arrays["lengths"], arrays["pool_counts"]
         vectors = arrays["vectors"] if settings.embeddings else None
         keys, positions = arrays["speller_keys"], arrays["speller_positions"]
-        if (lengths.shape != (len(articles),) or counts.shape != (len(words),) or tf.dtype != np.float32
-                or pool_counts.shape != (len(pool_words),) or keys.shape != positions.shape
+        if (lengths.shape != (len(ids),) or len(languages) != len(ids) or tf.dtype != np.float32
+                or counts.dtype != np.float32 or pool_counts.shape != (len(pool_words),)
+                or keys.shape != positions.shape
                 or (len(positions) and not 0 <= positions.min() <= positions.max() < len(words))
-                or (vectors is not None and vectors.shape[0] != len(articles))):
+                or (vectors is not None and vectors.shape[0] != len(ids))
+                or ids != sorted(set(ids))):
             raise ValueError("the saved arrays do not fit together")
-        base = _Segment(articles, {term: i for i, term in enumerate(terms)}, tf, lengths,
-                        dict(zip(words, counts.tolist(), strict=True)), Counter(a.language for a in articles),
+        occurrences = np.asarray(counts.sum(axis=0), dtype=np.int64).ravel()
+        base = _Segment(ids, languages, {term: i for i, term in enumerate(terms)}, tf, lengths,
+                        dict(zip(words, occurrences.tolist(), strict=True)), counts,
                         Speller(words, settings.typo_min_length, (keys, positions)), vectors,
                         (pool_words, pool_counts))
         found, sure = arrays["thresholds"].tolist()
-        return cls._assemble(kb, settings, base, calibration=(arrays["probe_scores"], (found, sure)))
+        calibration = (arrays["probe_scores"], (found, sure))
+        if not changes:
+            return cls._assemble(kb, settings, base, calibration=calibration)
+        return cls._assemble(KnowledgeBase(), settings, base, calibration=calibration).updated(kb, changes)
 
     def _parts(self) -> list[tuple[_Segment, int]]:
         """Every segment with the sign its statistics count with."""
@@ -619,8 +646,9 @@ class Index:
     def _article(self, row: int) -> Article:
         """The article at `row` of the base followed by the delta."""
         assert self._base is not None
-        size = len(self._base.articles)
-        return self._base.articles[row] if row < size else self._delta.articles[row - size]  # type: ignore[union-attr]
+        size = len(self._base.ids)
+        ids = self._base.ids if row < size else self._delta.ids  # type: ignore[union-attr]
+        return self.kb.articles[ids[row if row < size else row - size]]
 
     # --- ranking ---
 
@@ -667,7 +695,7 @@ class Index:
         assert self._base is not None
         parts = self._parts()
         segments = [part for part in (self._base, self._delta) if part is not None]
-        outs = [np.zeros(len(part.articles), dtype=np.float32) for part in segments]
+        outs = [np.zeros(len(part.ids), dtype=np.float32) for part in segments]
         known = False
         for term in terms:  # a repeated term counts again
             df = sum(sign * part.df(term) for part, sign in parts)
@@ -686,7 +714,7 @@ class Index:
         base, delta = self._base, self._delta
         if base is None or base.vectors is None:
             return None
-        size = len(base.articles)
+        size = len(base.ids)
         if delta is None or delta.vectors is None:
             return base.vectors[rows]
         return np.concatenate((base.vectors[rows[rows < size]], delta.vectors[rows[rows >= size] - size]))

@@ -105,7 +105,7 @@ def test_crossing_the_delta_limit_rebuilds_whole_and_still_answers_the_same(star
     articles = articles + ALL[33:36]
     index = step(index, articles, limit=4)
     assert index._delta is None and index._removed is None and index._base is not None
-    assert len(index._base.articles) == len(articles)
+    assert len(index._base.ids) == len(articles)
     assert_same(index, articles)
 
 
@@ -135,7 +135,7 @@ async def test_a_reload_indexes_only_the_changed_articles_and_answers_as_a_fresh
     result = await service.reload()
     assert (result.changes.added, result.changes.updated, result.changes.removed) == (
         (ALL[30].id,), ("almaty-library",), ("astana-bridge",))
-    assert service.index._delta is not None and len(service.index._delta.articles) == 2
+    assert service.index._delta is not None and len(service.index._delta.ids) == 2
     fresh = Service(directory, store)
     for question in QUESTIONS:
         assert service.ask(question) == fresh.ask(question)
