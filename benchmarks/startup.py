@@ -6,11 +6,17 @@ run` does (imports python-telegram-bot and the bot, opens the store, loads
 `Service`) and answers one question: the wall time from spawning the process to
 that answer is the start-up time, and its peak RSS the memory figure.
 
-The process (`benchmarks.startup_child`) then reloads twice, as /reload does: once with nothing changed
-(the service's cache of unchanged files), once after one article was edited (a
-real rebuild). While each reload runs, a 1 ms ticker task measures the worst
-event-loop stall and a question is answered every 10 ms; the same is measured
-with no reload running, as the baseline.
+The first process parses every file and saves the parsed articles and the built
+index beside its database; the restart reads both (issue 11: < 2 s at 10k); a
+third start without the saved index shows what it saves.
+
+Each process (`benchmarks.startup_child`) then reloads three times, as /reload
+does: once with nothing changed (the service's cache of unchanged files), once
+after one article was edited, once after one article was added (both indexed
+incrementally; issue 11: searchable in < 1 s at 100k, with no loop stall over
+100 ms), and puts the files back. While each reload runs, a 1 ms ticker task
+measures the worst event-loop stall and a question is answered every 10 ms; the
+same is measured with no reload running, as the baseline.
 
 Baseline process: a plain BM25 bot (the same YAML reader, then bm25s over title
 and body, `bot.evaluation.evaluate_bm25`), also started fresh.
@@ -193,8 +199,10 @@ def run(shared: Path, quick: bool = False) -> Section:
         f"{size_label(r.size)} {r.write_seconds:.1f} s" for r in results))
     section.notes.append("Start-up is wall time from spawning `python` to the first reply text; the OS file cache is "
                          "warm (the files were just written). Our first start parses every file and writes the "
-                         "parsed-article cache beside the database; the restart reads unchanged files from it, as "
-                         "/reload does.")
+                         "parsed-article cache and the index beside the database; the restart reads unchanged files "
+                         "from the first, as /reload does, and loads the second. \"Searchable after\" is the whole "
+                         "/reload (the scan of every file's size and time, then the index update); \"index update "
+                         "alone\" is `Index.updated` within it.")
     return workloads.note_absent(section, shared)
 
 
