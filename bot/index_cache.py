@@ -40,10 +40,11 @@ def beside(knowledge_cache: Path) -> Path:
     return knowledge_cache.with_name(INDEX_FILE)
 
 
-def fingerprint(settings: Settings) -> str:
-    """Changes whenever the index built from the same articles might: the settings, the code, the libraries."""
+def fingerprint(settings: Settings, knowledge_dir: Path) -> str:
+    """Changes whenever the index built from the same articles might (the settings, the code, the libraries),
+    and for another knowledge directory (whose articles a saved index would only be updated to at length)."""
     digest = hashlib.blake2b(digest_size=20)
-    digest.update(f"{FORMAT}\0{settings!r}\0".encode())
+    digest.update(f"{FORMAT}\0{settings!r}\0{knowledge_dir.resolve()}\0".encode())
     for module in (search, text):
         digest.update(Path(module.__file__ or "").read_bytes())
     for package in _PACKAGES:
@@ -62,15 +63,16 @@ def digests(kb: KnowledgeBase) -> dict[str, bytes]:
     }
 
 
-def load(path: Path, kb: KnowledgeBase, settings: Settings = search.DEFAULT_SETTINGS) -> Index | None:
-    """The index of `kb`: the saved one, updated with the articles changed since it was saved; None when
-    there is none that can be trusted."""
+def load(path: Path, knowledge_dir: Path, kb: KnowledgeBase,
+         settings: Settings = search.DEFAULT_SETTINGS) -> Index | None:
+    """The index of `kb`, read from `knowledge_dir`: the saved one, updated with the articles changed since it
+    was saved; None when there is none that can be trusted, or too much changed (then build it whole, and save)."""
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as saved:
-            if bytes(saved["fingerprint"]).decode() != fingerprint(settings):
-                log.info("the saved index %s was built by other code or settings: rebuilding it", path)
+            if bytes(saved["fingerprint"]).decode() != fingerprint(settings, knowledge_dir):
+                log.info("the saved index %s is for other code, settings or knowledge: rebuilding it", path)
                 return None
             arrays = {name: saved[name] for name in saved.files}
         ids = bytes(arrays["ids"]).decode().split("\n") if len(arrays["ids"]) else []
@@ -84,20 +86,23 @@ def load(path: Path, kb: KnowledgeBase, settings: Settings = search.DEFAULT_SETT
             updated=tuple(sorted(i for i, d in now.items() if i in before and before[i] != d)),
             removed=tuple(sorted(before.keys() - now.keys())),
         )
+        if len(changes.added) + len(changes.updated) + len(changes.removed) > search.DELTA_LIMIT:
+            return None
         return Index.from_arrays(kb, settings, arrays, changes)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         log.info("ignoring the saved index %s and rebuilding it: %s", path, exc)
         return None
 
 
-def save(path: Path, index: Index) -> None:
-    """Keep `index` for the next start (only an index built whole is kept); never raises."""
+def save(path: Path, knowledge_dir: Path, index: Index) -> None:
+    """Keep `index` of the articles in `knowledge_dir` for the next start (only an index built whole is kept);
+    never raises."""
     arrays = index.to_arrays()
     if arrays is None:
         return
     kept = digests(index.kb)
     arrays["digests"] = np.frombuffer(b"".join(kept[i] for i in sorted(kept)), dtype=np.uint8).reshape(-1, 16)
-    arrays["fingerprint"] = np.frombuffer(fingerprint(index.settings).encode(), dtype=np.uint8)
+    arrays["fingerprint"] = np.frombuffer(fingerprint(index.settings, knowledge_dir).encode(), dtype=np.uint8)
     fresh = path.with_name(f".{path.name}.new")
     try:
         with owner_only():

@@ -234,7 +234,7 @@ class Service:
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
-        index = index_cache.load(self._index_path, kb) if self._index_path else None
+        index = index_cache.load(self._index_path, knowledge_dir, kb) if self._index_path else None
         self._loaded = _Loaded.build(kb, article_key, index)
         if index is None:
             self._save_index()
@@ -330,7 +330,7 @@ class Service:
 
     def _save_index(self) -> None:
         if self._index_path is not None:
-            index_cache.save(self._index_path, self._loaded.index)
+            index_cache.save(self._index_path, self.knowledge_dir, self._loaded.index)
 
     def _read(self, current: KnowledgeBase) -> tuple[KnowledgeBase, list[Problem], Changes]:
         kb, problems = self._files.scan(self.knowledge_dir)

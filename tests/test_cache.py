@@ -277,6 +277,7 @@ def test_ask_on_the_command_line_keeps_and_reuses_the_saved_index(
         builds: list[int]) -> None:
     database = tmp_path / "data" / "bot.sqlite3"
     monkeypatch.setenv("DATABASE_PATH", str(database))
+    database.parent.mkdir()   # the bot's data directory; ask makes none of its own
     outputs = []
     for _ in range(2):
         assert cli.main(["ask", "--knowledge", str(kb_dir), "--json", QUESTION]) == 0
