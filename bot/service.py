@@ -325,7 +325,7 @@ class Service:
             return ReloadResult(old.index.kb, self.kb, changes)
 
     def _update(self, index: Index, kb: KnowledgeBase, changes: Changes) -> _Loaded:
-        """Index only what changed (see `Index.updated`): a new article is searchable in well under a second."""
+        """Index only what changed (see `Index.updated`): a new article costs what it holds, not what the rest do."""
         return _Loaded.build(kb, self._article_key, index.updated(kb, changes))
 
     def _save_index(self) -> None:
