@@ -272,6 +272,15 @@ def test_a_damaged_or_foreign_saved_index_is_never_trusted(
     assert builds == [3, 3]   # and the rebuilt index was saved again
 
 
+def test_a_saved_index_of_another_knowledge_directory_is_not_used(
+        kb_dir: Path, tmp_path: Path, cache: Path, store: Store, builds: list[int]) -> None:
+    start(kb_dir, store, cache)
+    other = tmp_path / "other"
+    write(other, ARTICLES[0])
+    assert [hit.article.id for hit in start(other, store, cache).index.search("library bridge park", 5)] == ["library"]
+    assert builds == [3, 1]
+
+
 def test_ask_on_the_command_line_keeps_and_reuses_the_saved_index(
         kb_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         builds: list[int]) -> None:
