@@ -124,12 +124,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _load_index(knowledge: Path) -> Index | None:
-    """The index of a valid knowledge base, or None after printing why it cannot be used."""
-    from bot.knowledge import KnowledgeError, load
-    from bot.search import Index
+    """The index of a valid knowledge base, or None after printing why it cannot be used.
 
+    Loaded as the bot loads it, with the parsed articles and the built index kept beside $DATABASE_PATH
+    when its directory exists (the bot's data, not a directory made for one question), so asking again of
+    unchanged files neither parses nor indexes them again.
+    """
+    from bot import knowledge_cache
+    from bot.config import DEFAULT_DATABASE_PATH, environment
+    from bot.knowledge import KnowledgeError
+    from bot.service import Service
+    from bot.store import Store
+
+    database = Path(environment().get("DATABASE_PATH") or DEFAULT_DATABASE_PATH)
+    cache = knowledge_cache.beside(database) if database.parent.is_dir() else None
     try:
-        return Index.build(load(knowledge))
+        return Service(knowledge, Store(":memory:"), cache_path=cache).index
     except KnowledgeError as exc:
         _print_problems(knowledge, exc.problems)
         return None

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from bot import i18n, knowledge
+from bot import i18n, index_cache, knowledge
 from bot.answer import Answer, answer_question, with_guess_sentences
 from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Problem
 from bot.knowledge_cache import ArticleCache, Stamp
@@ -119,11 +119,12 @@ class _Loaded:
     long_keys: dict[str, str] = field(default_factory=dict)   # short key -> article id, for ids too long to send
 
     @classmethod
-    def build(cls, kb: KnowledgeBase, article_key: Callable[[str], str]) -> _Loaded:
+    def build(cls, kb: KnowledgeBase, article_key: Callable[[str], str], index: Index | None = None) -> _Loaded:
+        """`index`: already built for `kb` (saved, or updated from the previous one)."""
         keys = {article_key(i): i for i in kb.articles if article_key(i) != i}
         newest = tuple(kb.latest(len(kb.articles)))
         languages = tuple(sorted({a.language for a in kb.articles.values()}))
-        return cls(Index.build(kb), newest, languages, keys)
+        return cls(index if index is not None else Index.build(kb), newest, languages, keys)
 
 
 class SubscribeOutcome(Enum):
@@ -225,6 +226,7 @@ class Service:
         self.limiter = RateLimiter(user_rate_limit)
         self._article_key = article_key
         self._files = _FileCache(ArticleCache(cache_path, knowledge_dir) if cache_path else None)
+        self._index_path = index_cache.beside(cache_path) if cache_path else None
         self._reload_lock = asyncio.Lock()
         self._stats_paused_until = 0.0
         self._record_lock = threading.Lock()
@@ -232,7 +234,10 @@ class Service:
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
-        self._loaded = _Loaded.build(kb, article_key)
+        index = index_cache.load(self._index_path, knowledge_dir, kb) if self._index_path else None
+        self._loaded = _Loaded.build(kb, article_key, index)
+        if index is None:
+            self._save_index()
         gc.freeze()  # the index lives until the next reload: keep it out of every later full collection
 
     @property
@@ -316,9 +321,18 @@ class Service:
                 if problems:
                     return ReloadResult(old.index.kb, old.index.kb, problems=tuple(problems))
                 if changes or kb.faq != old.index.kb.faq:
-                    self._loaded = await asyncio.to_thread(_Loaded.build, kb, self._article_key)
+                    self._loaded = await asyncio.to_thread(self._update, old.index, kb, changes)
+                    await asyncio.to_thread(self._save_index)
             gc.freeze()
             return ReloadResult(old.index.kb, self.kb, changes)
+
+    def _update(self, index: Index, kb: KnowledgeBase, changes: Changes) -> _Loaded:
+        """Index only what changed (see `Index.updated`): a new article costs what it holds, not what the rest do."""
+        return _Loaded.build(kb, self._article_key, index.updated(kb, changes))
+
+    def _save_index(self) -> None:
+        if self._index_path is not None:
+            index_cache.save(self._index_path, self.knowledge_dir, self._loaded.index)
 
     def _read(self, current: KnowledgeBase) -> tuple[KnowledgeBase, list[Problem], Changes]:
         kb, problems = self._files.scan(self.knowledge_dir)
