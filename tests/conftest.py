@@ -17,6 +17,7 @@ from bot.knowledge import Article
 from bot.store import Store
 from bot.testing.fake_telegram import FakeTelegram
 from tests.driver import ADMIN, RATE_LIMIT, REPO, running
+from tests.feed_server import FeedServer
 from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL server)
 
 # The shipped seed article answers this with exactly this sentence (issue 3).
@@ -83,3 +84,10 @@ def settings(tg: FakeTelegram, knowledge_dir: Path, tmp_path: Path) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[Application]:  # type: ignore[type-arg]
     async with running(settings) as application:
         yield application
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FeedServer]:
+    """A feed and page server on 127.0.0.1 for the followed-sources tests."""
+    async with FeedServer() as running:
+        yield running

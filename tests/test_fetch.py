@@ -19,12 +19,6 @@ FEED = rss([{"title": "Night buses", "link": "https://lakeside.example/night-bus
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FeedServer]:
-    async with FeedServer() as running:
-        yield running
-
-
-@pytest.fixture
 async def fetcher() -> AsyncIterator[Fetcher]:
     async with Fetcher(LIMITS) as client:
         yield client

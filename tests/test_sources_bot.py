@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +35,6 @@ RU_ADMIN = 9002
 SLOW = 30   # seconds for what goes through a poll: a loaded machine's first build imports the parsers
 BUS_QUESTION = "when do the night buses run again?"
 PARK_QUESTION = "how many volunteers planted trees in the river park?"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FeedServer]:
-    async with FeedServer() as running_server:
-        yield running_server
 
 
 @pytest.fixture
