@@ -2,9 +2,9 @@
 
 `python -m bot run` sets up logging (`bot.config.configure_logging`) and calls `run`. Long polling by
 default; with WEBHOOK_URL set, a webhook that checks Telegram's secret token.
-Start-up (`post_init`) opens the database, loads the knowledge base (refusing
-to start on problems, listed as file:line), sets the command menus, and
-resumes any broadcast that a restart cut short.
+Start-up (`post_init`) opens the database (PostgreSQL with DATABASE_URL, else SQLite), loads the knowledge
+base (refusing to start on problems, listed as file:line), sets the command menus, and schedules the jobs:
+the broadcast resume on the replica that leads (`bot.telegram.replicas`), and following reloads made elsewhere.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 from bot import knowledge_cache, notify
 from bot.config import Settings
 from bot.service import Service
-from bot.store import Store
-from bot.telegram import commands
+from bot.store import open_store
+from bot.telegram import commands, replicas
 from bot.telegram.common import SERVICE, SETTINGS, service_of
 from bot.telegram.keyboards import callback_key
 
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
+RESUME_EVERY = 30.0   # seconds between the leader's looks for deliveries left behind
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -50,9 +51,10 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
 
 async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
     settings: Settings = application.bot_data[SETTINGS]
-    store = Store(settings.database_path)
+    store = open_store(settings.database_url, settings.database_path)
     try:
         service = Service(settings.knowledge_dir, store, user_rate_limit=settings.user_rate_limit,
+                          shared=settings.database_url is not None,
                           cache_path=knowledge_cache.beside(settings.database_path), article_key=callback_key)
     except BaseException:
         store.close()
@@ -60,18 +62,24 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.bot_data[SERVICE] = service
     log.info("knowledge base %s: %d articles, %d FAQ entries",
              settings.knowledge_dir, len(service.kb.articles), len(service.kb.faq))
-    fresh = await asyncio.to_thread(notify.unannounced, store, service.kb)   # on a new database: none
+    # On a new database the first look records every article as announced (not news): here, before a /reload
+    # on this replica could announce anything.
+    await asyncio.to_thread(notify.unannounced, store, service.kb)
     await commands.set_menus(application)
+    await replicas.start(application)
     assert application.job_queue is not None
-    application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast", data=fresh)
+    resume = replicas.leader_only(_resume_broadcast)
+    application.job_queue.run_once(resume, when=0, name="broadcast")   # run_repeating cannot start at once
+    application.job_queue.run_repeating(resume, interval=RESUME_EVERY, name="broadcast")
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Deliver what a previous run queued and did not send, and announce articles it never announced (a crash
-    during a /reload, or files added while the bot was down): nothing, usually."""
+    """Deliver what was queued and not sent (a restart, a replica that died mid-broadcast, sends left pending),
+    and announce articles never announced (a crash during a /reload, files added while the bot was down):
+    nothing, usually."""
     service = service_of(context)
-    assert context.job is not None
-    report = await notify.notify_new(context.bot, service.store, service.kb, context.job.data)
+    fresh = await asyncio.to_thread(notify.unannounced, service.store, service.kb)   # on a new database: none
+    report = await notify.notify_new(context.bot, service.store, service.kb, fresh)
     if report.delivered or report.failed:
         log.info("resumed broadcast: %s", report)
 
@@ -79,6 +87,7 @@ async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
     service: Service | None = application.bot_data.get(SERVICE)
     if service is not None:
+        await replicas.stop(application)
         service.store.close()
 
 
