@@ -29,7 +29,6 @@ from bot.telegram.keyboards import callback_key
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
-RESUME_EVERY = 30.0   # seconds between the leader's looks for deliveries left behind
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -62,24 +61,19 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.bot_data[SERVICE] = service
     log.info("knowledge base %s: %d articles, %d FAQ entries",
              settings.knowledge_dir, len(service.kb.articles), len(service.kb.faq))
-    # On a new database the first look records every article as announced (not news): here, before a /reload
-    # on this replica could announce anything.
-    await asyncio.to_thread(notify.unannounced, store, service.kb)
+    fresh = await asyncio.to_thread(notify.unannounced, store, service.kb)   # on a new database: none
     await commands.set_menus(application)
     await replicas.start(application)
     assert application.job_queue is not None
-    resume = replicas.leader_only(_resume_broadcast)
-    application.job_queue.run_once(resume, when=0, name="broadcast")   # run_repeating cannot start at once
-    application.job_queue.run_repeating(resume, interval=RESUME_EVERY, name="broadcast")
+    application.job_queue.run_once(replicas.leader_only(_resume_broadcast), when=0, name="broadcast", data=fresh)
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Deliver what was queued and not sent (a restart, a replica that died mid-broadcast, sends left pending),
-    and announce articles never announced (a crash during a /reload, files added while the bot was down):
-    nothing, usually."""
+    """Deliver what a previous run queued and did not send, and announce articles it never announced (a crash
+    during a /reload, or files added while the bot was down): nothing, usually."""
     service = service_of(context)
-    fresh = await asyncio.to_thread(notify.unannounced, service.store, service.kb)   # on a new database: none
-    report = await notify.notify_new(context.bot, service.store, service.kb, fresh)
+    assert context.job is not None
+    report = await notify.notify_new(context.bot, service.store, service.kb, context.job.data)
     if report.delivered or report.failed:
         log.info("resumed broadcast: %s", report)
 
