@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Literal
 
@@ -230,10 +231,27 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
     """
     sentences: list[str] = []
     for paragraph in re.split(r"\n\s*\n|\n(?=\S)", text):
-        paragraph = " ".join(paragraph.split())
-        if paragraph:
-            sentences.extend(s.strip() for s in sentencex.segment(language, paragraph) if s.strip())
+        for window in _windows(" ".join(paragraph.split())):
+            sentences.extend(s.strip() for s in sentencex.segment(language, window) if s.strip())
     return sentences
+
+
+SENTENCEX_WINDOW = 2000  # sentencex is quadratic on a run with no sentence end: never hand it more than this
+
+
+def _windows(paragraph: str) -> Iterator[str]:
+    """The paragraph in pieces of at most SENTENCEX_WINDOW characters, cut after a full stop where there is one."""
+    start, end = 0, len(paragraph)
+    while end - start > SENTENCEX_WINDOW:
+        limit = start + SENTENCEX_WINDOW
+        cut = max(paragraph.rfind(mark, start, limit) for mark in (". ", "! ", "? ", "… "))
+        if cut <= start:
+            cut = paragraph.rfind(" ", start, limit)
+        cut = cut + 1 if cut > start else limit
+        yield paragraph[start:cut]
+        start = cut
+    if start < end:
+        yield paragraph[start:]
 
 
 def telegram_length(text: str) -> int:

@@ -195,3 +195,11 @@ def test_a_second_article_is_answered_at_once(shipped: Index) -> None:
     assert answer.article is not None and answer.article.id == "en-festival"
     assert "45 non-governmental organisations" in answer.sentences[0]
     assert not answer_question(index, "what's the weather in Karaganda tomorrow?").found
+
+
+def test_a_related_question_it_is_unsure_of_still_offers_the_article(shipped: Index) -> None:
+    answer = answer_question(shipped, "When is the next forum?")
+    if answer.found:
+        assert answer.article is not None and "held this autumn" in " ".join(answer.sentences)
+    else:
+        assert [a.id for a in answer.alternatives] == list(shipped.kb.articles)

@@ -71,14 +71,7 @@ def assert_linear(name: str, unit: str) -> None:
                          f"{LARGE} than at {SMALL} characters: not linear")
 
 
-# bot/text.py is not this module's to change: its sentence splitter (sentencex) is quadratic on a long run with
-# no sentence end. Callers here bound what they hand it; these cases turn into failures once text.py is fixed.
-SENTENCEX = pytest.mark.xfail(strict=True, reason="sentencex is quadratic on a long run without a sentence end")
-KNOWN = [
-    pytest.param(name, unit, marks=SENTENCEX if name == "text.split_sentences" and unit in ("I?", "I??", "«") else ())
-    for name in FUNCTIONS
-    for unit in WORST_UNITS
-]
+KNOWN = [(name, unit) for name in FUNCTIONS for unit in WORST_UNITS]
 
 
 @pytest.mark.parametrize(("name", "unit"), KNOWN)
