@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot import notify
 from bot.config import ConfigError, load_settings
 from bot.knowledge import Article
 from bot.service import Service
@@ -359,3 +361,68 @@ async def test_the_question_limit_holds_across_replicas(
         assert sum(SEED_SENTENCE in text for text in texts) == 3
         assert 1 <= texts.count(SLOW_DOWN) <= 2   # one polite reply per replica at most
         assert group.proxy.by(0) and group.proxy.by(1)
+
+
+# --- a broadcast is shared work ---------------------------------------------------------------------------
+
+SUBSCRIBERS = range(7001, 7501)
+DELIVERED = re.compile(r"BroadcastReport\(delivered=(\d+)")
+
+
+def _subscribe_all(database_url: str, tmp_path: Path) -> None:
+    store = open_store(database_url, tmp_path / "unused.sqlite3")
+    try:
+        for chat in SUBSCRIBERS:
+            store.subscribe(chat)
+    finally:
+        store.close()
+
+
+def _copies(tg: FakeTelegram) -> dict[int, int]:
+    """Chat -> how many notifications about the new article it got."""
+    copies = dict.fromkeys(SUBSCRIBERS, 0)
+    for message in tg.sent():
+        if message["chat_id"] in copies and "Library renovation approved" in message["text"]:
+            copies[message["chat_id"]] += 1
+    return copies
+
+
+async def _reload_with_a_new_article(group: Replicas, add_article: Callable[..., Article]) -> int:
+    """/reload with a new article on one replica; which replica took it."""
+    add_article("library-renovation", "Library renovation approved", LIBRARY)
+    report, by = await group.ask("/reload", ADMIN)
+    assert "Library renovation approved" in report["text"]
+    return by
+
+
+async def test_a_broadcast_to_500_subscribers_is_split_between_replicas_without_duplicates(
+    tmp_path: Path, knowledge_dir: Path, postgres_url: str, add_article: Callable[..., Article],
+) -> None:
+    _subscribe_all(postgres_url, tmp_path)
+    async with _replicas(tmp_path, knowledge_dir, postgres_url) as group:
+        group.tg.set_rate_limit(30, per_chat_per_second=1)   # Telegram's limits, for both replicas together
+        await _reload_with_a_new_article(group, add_article)
+        await _until(lambda: all(_copies(group.tg).values()), timeout=120)
+        await asyncio.sleep(2)   # anything still in flight lands
+        assert set(_copies(group.tg).values()) == {1}
+        assert group.tg.rate_limited == 0
+    delivered = [sum(int(n) for n in DELIVERED.findall(log.read_text())) for log in group.logs]
+    assert sum(delivered) == len(SUBSCRIBERS) and all(delivered), delivered
+
+
+async def test_a_replica_killed_mid_broadcast_loses_nothing(
+    tmp_path: Path, knowledge_dir: Path, postgres_url: str, add_article: Callable[..., Article],
+) -> None:
+    _subscribe_all(postgres_url, tmp_path)
+    async with _replicas(tmp_path, knowledge_dir, postgres_url) as group:
+        group.tg.set_rate_limit(30, per_chat_per_second=1)
+        reloaded_by = await _reload_with_a_new_article(group, add_article)
+        await _until(lambda: sum(_copies(group.tg).values()) >= 100, timeout=60)
+        group.processes[reloaded_by].kill()   # SIGKILL: no clean stop, its claimed chats stay leased
+        await group.processes[reloaded_by].wait()
+        await _until(lambda: all(_copies(group.tg).values()), timeout=180)
+        await asyncio.sleep(2)
+        copies = _copies(group.tg)
+        assert min(copies.values()) == 1
+        # A second copy only for a send that was in flight when the replica died.
+        assert sum(n - 1 for n in copies.values()) <= notify.CONCURRENCY
