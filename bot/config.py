@@ -159,13 +159,6 @@ def database_url_from(env: Mapping[str, str]) -> str | None:
     return url
 
 
-def database_from_env(environ: Mapping[str, str] | None = None,
-                      env_file: Path | None = ENV_FILE) -> tuple[str | None, Path]:
-    """(DATABASE_URL, DATABASE_PATH), for commands that need no token (poll, stats): what `open_store` takes."""
-    env = environment(environ, env_file)
-    return database_url_from(env), Path(_value(env, "DATABASE_PATH") or DEFAULT_DATABASE_PATH)
-
-
 def knowledge_dir_from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> Path:
     """KNOWLEDGE_DIR alone, for commands that need no token (build, check, ask, shell)."""
     return Path(_value(environment(environ, env_file), "KNOWLEDGE_DIR") or DEFAULT_KNOWLEDGE_DIR)
