@@ -136,6 +136,8 @@ async def test_the_jobs_lease_has_one_holder_and_passes_on_when_it_lapses(
     assert await second.renew() and not await first.renew()
     await second.resign()       # a clean stop hands over at once
     assert await first.renew()
+    alone = replicas.Leadership(store, "c", alone=True)   # SQLite: one process, leading without a lease
+    assert alone.leading and await alone.renew() and first.leading
 
 
 # --- the fake Bot API server delivers by webhook -------------------------------------------------------

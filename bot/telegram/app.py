@@ -61,19 +61,20 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.bot_data[SERVICE] = service
     log.info("knowledge base %s: %d articles, %d FAQ entries",
              settings.knowledge_dir, len(service.kb.articles), len(service.kb.faq))
-    fresh = await asyncio.to_thread(notify.unannounced, store, service.kb)   # on a new database: none
+    # On a new database the first look records every article as announced (what the knowledge base holds before
+    # the first start is not news): here, before a /reload on this replica could announce anything.
+    await asyncio.to_thread(notify.unannounced, store, service.kb)
     await commands.set_menus(application)
-    await replicas.start(application)
-    assert application.job_queue is not None
-    application.job_queue.run_once(replicas.leader_only(_resume_broadcast), when=0, name="broadcast", data=fresh)
+    await replicas.start(application, shared=settings.database_url is not None)
+    replicas.when_leading(application, _resume_broadcast, "broadcast")
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Deliver what a previous run queued and did not send, and announce articles it never announced (a crash
-    during a /reload, or files added while the bot was down): nothing, usually."""
+    """Deliver what was queued and not sent, and announce articles never announced (a crash during a /reload, or
+    files added while the bot was down): at start, and on the replica that takes over from a dead leader."""
     service = service_of(context)
-    assert context.job is not None
-    report = await notify.notify_new(context.bot, service.store, service.kb, context.job.data)
+    fresh = await asyncio.to_thread(notify.unannounced, service.store, service.kb)
+    report = await notify.notify_new(context.bot, service.store, service.kb, fresh)
     if report.delivered or report.failed:
         log.info("resumed broadcast: %s", report)
 

@@ -4,13 +4,15 @@ Each replica handles the updates it receives, and nothing a later update needs i
 their data, the store holds the rest), so any replica can take the next update. What must happen once, or
 everywhere, is coordinated through the store:
 
-- the scheduled jobs (source polling, the broadcast resume, retention) run on the one replica holding the `jobs`
-  lease. It renews the lease every RENEW_EVERY seconds; when it dies another replica takes over within
-  LEASE_SECONDS. A job is gated by registering `leader_only(callback)` instead of `callback`: one line per job;
+- the scheduled jobs (source polling, retention) run on the one replica holding the `jobs` lease. It renews the
+  lease every RENEW_EVERY seconds; when it dies another replica takes over within LEASE_SECONDS. A job is gated by
+  registering `leader_only(callback)` instead of `callback`: one line per job. Catch-up work a dead leader may
+  have left (the broadcast resume) is registered with `when_leading`: it runs each time a replica takes the lease;
 - a reload that changed the knowledge base bumps the store's knowledge-base version (`Service.reload`); every
   replica looks every KB_POLL_SECONDS and rereads the KNOWLEDGE_DIR they share when it moved (`Service.follow`).
 
-With SQLite (one process) the same code runs: the process takes the lease and keeps it.
+With SQLite there is one process, so it leads from the start without a lease: a restart after a crash must not
+wait for the dead process's lease to run out.
 """
 
 from __future__ import annotations
@@ -49,20 +51,24 @@ class Leadership:
     out in the database.
     """
 
-    def __init__(self, store: Store, replica: str = REPLICA, seconds: float = LEASE_SECONDS,
+    def __init__(self, store: Store, replica: str = REPLICA, seconds: float = LEASE_SECONDS, *, alone: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.replica = replica
         self.seconds = seconds
+        self.alone = alone   # the only process on its database (SQLite): always the leader, no lease
+        self.on_lead: list[tuple[Job, str]] = []   # `when_leading` jobs
         self._clock = clock
         self._until = 0.0
 
     @property
     def leading(self) -> bool:
-        return self._clock() < self._until
+        return self.alone or self._clock() < self._until
 
     async def renew(self) -> bool:
         """Take the lease if it is free or expired, or renew ours; whether this replica leads now."""
+        if self.alone:
+            return True
         asked, was = self._clock(), self.leading
         try:
             held = await asyncio.to_thread(self.store.acquire_lease, JOBS_LEASE, self.replica, self.seconds)
@@ -76,7 +82,7 @@ class Leadership:
 
     async def resign(self) -> None:
         """At a clean shutdown: give the lease up, so another replica takes the jobs over at once."""
-        if not self.leading:
+        if self.alone or not self.leading:
             return
         self._until = 0.0
         try:
@@ -97,14 +103,26 @@ def leader_only(job: Job) -> Job:
     return gated
 
 
-async def start(application: Application) -> None:  # type: ignore[type-arg]
-    """In `post_init`, once the service is up and before any job runs: take the lease if it is free, then keep
-    renewing it and following reloads made elsewhere."""
-    leadership = Leadership(application.bot_data[SERVICE].store)
+def when_leading(application: Application, job: Job, name: str) -> None:  # type: ignore[type-arg]
+    """Run `job` once each time this replica takes the jobs lease (now, if it holds it): the catch-up of work a
+    dead leader may have left. After `start`."""
+    leadership: Leadership = application.bot_data[LEADERSHIP]
+    leadership.on_lead.append((job, name))
+    if leadership.leading:
+        assert application.job_queue is not None
+        application.job_queue.run_once(job, when=0, name=name)
+
+
+async def start(application: Application, *, shared: bool) -> None:  # type: ignore[type-arg]
+    """In `post_init`, once the service is up and before any job runs. `shared`: other replicas may use the
+    database, so take the jobs lease if it is free and keep renewing it; and in any case follow reloads made
+    elsewhere (`python -m bot poll` publishes too)."""
+    leadership = Leadership(application.bot_data[SERVICE].store, alone=not shared)
     application.bot_data[LEADERSHIP] = leadership
-    await leadership.renew()
     assert application.job_queue is not None
-    application.job_queue.run_repeating(_renew, interval=RENEW_EVERY, first=RENEW_EVERY, name="jobs lease")
+    if shared:
+        await leadership.renew()
+        application.job_queue.run_repeating(_renew, interval=RENEW_EVERY, first=RENEW_EVERY, name="jobs lease")
     application.job_queue.run_repeating(follow_knowledge, interval=KB_POLL_SECONDS, first=KB_POLL_SECONDS,
                                         name="knowledge version")
 
@@ -117,7 +135,12 @@ async def stop(application: Application) -> None:  # type: ignore[type-arg]
 
 
 async def _renew(context: Context) -> None:
-    await context.bot_data[LEADERSHIP].renew()
+    leadership: Leadership = context.bot_data[LEADERSHIP]
+    was = leadership.leading
+    if await leadership.renew() and not was:
+        assert context.job_queue is not None
+        for job, name in leadership.on_lead:
+            context.job_queue.run_once(job, when=0, name=name)
 
 
 async def follow_knowledge(context: Context) -> None:
