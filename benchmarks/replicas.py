@@ -137,7 +137,7 @@ async def _runs(subscribers: int) -> list[Run]:
 def run(shared: Path, quick: bool) -> Section:
     subscribers = QUICK_SUBSCRIBERS if quick else SUBSCRIBERS
     runs = asyncio.run(_runs(subscribers))
-    section = Section("replicas", "8. Replicas")
+    section = Section("replicas", "9. Replicas")
     for shared_run in runs[:2]:
         clean = shared_run.rate_limited == 0 and shared_run.lost == 0 and shared_run.duplicates == 0
         section.figures.append(Figure(

@@ -25,6 +25,16 @@ ASK_INTERVAL = 0.010
 TICK = 0.001
 MAX_IDLE_SECONDS = 15.0
 EDIT = " This article was edited for the reload benchmark."
+NEW_ID = "zz-benchmark-new-article"
+NEW_TITLE = "Quokka sanctuary volunteers count the benchmark marsupials"
+
+
+@dataclasses.dataclass(slots=True)
+class Timer:
+    seconds: float = 0.0
+
+
+INDEX_UPDATE = Timer()   # the index update alone within the last reload (`Index.updated`), without reading files
 
 T = TypeVar("T")
 
@@ -131,11 +141,20 @@ async def reloads(service: Any, knowledge_dir: Path, questions: list[str], idle_
     edited = dataclasses.replace(article, body=article.body + EDIT)
     knowledge.write_atomic(path, knowledge.dump_yaml(edited.to_yaml_dict()), fsync=False)
     changed, rebuilt = await watched(service.reload(), service.ask, questions)
+    fresh = dataclasses.replace(article, id=NEW_ID, title=NEW_TITLE, body=NEW_TITLE + ". " + article.body)
+    knowledge.write_article(knowledge_dir, fresh)
+    added, new = await watched(service.reload(), service.ask, questions)
+    if service.index.search(NEW_TITLE, 1)[0].article.id != NEW_ID:
+        raise RuntimeError("the new article is not found by its title")
+    # Leave the files as they were, so that the next process restarts with nothing changed.
+    knowledge.write_atomic(path, knowledge.dump_yaml(article.to_yaml_dict()), fsync=False)
+    knowledge.article_path(knowledge_dir, NEW_ID).unlink()
     quiet = min(max(rebuilt.seconds, idle_seconds), MAX_IDLE_SECONDS)  # the same exposure to the machine's noise
     _, idle = await watched(asyncio.sleep(quiet), service.ask, questions)
-    if not changed.ok or len(changed.changes.updated) != 1 or unchanged.changes:
+    if not changed.ok or len(changed.changes.updated) != 1 or unchanged.changes or len(added.changes.added) != 1:
         raise RuntimeError(f"unexpected reload results: {unchanged.changes} then {changed.changes} {changed.problems}")
-    return {"idle": idle.summary(), "unchanged": same.summary(), "edited": rebuilt.summary()}
+    return {"idle": idle.summary(), "unchanged": same.summary(), "edited": rebuilt.summary(), "added": new.summary(),
+            "index_update": INDEX_UPDATE.seconds}
 
 
 def ours(knowledge_dir: Path, questions: list[str], database: Path, idle_seconds: float) -> None:
@@ -146,6 +165,7 @@ def ours(knowledge_dir: Path, questions: list[str], database: Path, idle_seconds
     from bot.store import Store
 
     emit("imported")
+    timed_updates()
     store = Store(database)
     started = time.perf_counter()
     service = Service(knowledge_dir, store, user_rate_limit=0, cache_path=knowledge_cache.beside(database))
@@ -155,6 +175,22 @@ def ours(knowledge_dir: Path, questions: list[str], database: Path, idle_seconds
     results = asyncio.run(reloads(service, knowledge_dir, questions, idle_seconds))
     emit("reloaded", rss_mb=peak_rss_mb(), **results)
     store.close()
+
+
+def timed_updates() -> None:
+    """Time `Index.updated` within each reload: the cost of indexing the change, apart from reading the files."""
+    from bot.search import Index
+
+    original = Index.updated
+
+    def updated(self: Index, *args: Any, **kwargs: Any) -> Index:
+        started = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            INDEX_UPDATE.seconds = time.perf_counter() - started
+
+    Index.updated = updated  # type: ignore[method-assign]
 
 
 def plain(knowledge_dir: Path, questions: list[str]) -> None:

@@ -11,14 +11,14 @@ FAQ entry that matches the question wins over articles. A ranked article is a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.knowledge import Article, FaqEntry
 from bot.search import FOUND, RELATED, SURE, Hit, Index
 from bot.text import split_sentences
 
-__all__ = ["ALTERNATIVES", "Answer", "answer_question", "display_title"]
+__all__ = ["ALTERNATIVES", "Answer", "answer_question", "display_title", "with_guess_sentences"]
 
 SURE_MARGIN = 0.05  # fused-score lead over the runner-up needed to name one article
 ALTERNATIVES = 3
@@ -39,6 +39,8 @@ class Answer:
     # Set by the service when the question's language is none of the knowledge base's (`kb_languages`).
     foreign_language: str | None = None
     kb_languages: tuple[str, ...] = ()
+    # The unsure tier's other guesses: per alternative, its sentence that may answer (set by `with_guess_sentences`).
+    guess_sentences: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         article = self.article
@@ -101,6 +103,16 @@ def answer_question(index: Index, question: str) -> Answer:
         question, True, sure, confidence, best.article, judgement.sentences,
         _summary_without(best.article.summary, judgement.sentences, best.article.language), alternatives,
     )
+
+
+def with_guess_sentences(index: Index, answer: Answer) -> Answer:
+    """In the unsure tier, the sentence of each other guess that may answer, so that every guess shows its own."""
+    if not answer.found or answer.sure or not answer.alternatives:
+        return answer
+    ranking = index.rank(answer.question, k=1)
+    sentences = tuple(next(iter(index.best_sentences(hit.article, ranking, limit=1)), "")
+                      for hit in answer.alternatives)
+    return replace(answer, guess_sentences=sentences)
 
 
 def _summary_without(summary: str, sentences: Sequence[str], language: str) -> str | None:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m bot build|check|ask|eval|run|shell``.
+"""The command line: ``python -m bot build|check|ask|eval|run|health|shell``.
 
 Each command is a thin translation from arguments to the plain functions of
 the feature modules, and from their results to printed text and exit codes.
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("run", help="run the Telegram bot")
     p.set_defaults(func=_cmd_run)
 
+    p = commands.add_parser("health", help="exit 0 if the bot could start now, else 1 and why (Docker HEALTHCHECK)")
+    p.set_defaults(func=_cmd_health)
+
     p = commands.add_parser("migrate-db", help="copy a SQLite database into PostgreSQL (safe to repeat)")
     p.add_argument("--from", dest="source", type=Path, required=True, metavar="FILE", help="the SQLite database")
     p.add_argument("--to", dest="target", required=True, metavar="URL", help="postgresql://user:pass@host/db")
@@ -121,12 +124,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _load_index(knowledge: Path) -> Index | None:
-    """The index of a valid knowledge base, or None after printing why it cannot be used."""
-    from bot.knowledge import KnowledgeError, load
-    from bot.search import Index
+    """The index of a valid knowledge base, or None after printing why it cannot be used.
 
+    Loaded as the bot loads it, with the parsed articles and the built index kept beside $DATABASE_PATH
+    when its directory exists (the bot's data, not a directory made for one question), so asking again of
+    unchanged files neither parses nor indexes them again.
+    """
+    from bot import knowledge_cache
+    from bot.config import DEFAULT_DATABASE_PATH, environment
+    from bot.knowledge import KnowledgeError
+    from bot.service import Service
+    from bot.store import Store
+
+    database = Path(environment().get("DATABASE_PATH") or DEFAULT_DATABASE_PATH)
+    cache = knowledge_cache.beside(database) if database.parent.is_dir() else None
     try:
-        return Index.build(load(knowledge))
+        return Service(knowledge, Store(":memory:"), cache_path=cache).index
     except KnowledgeError as exc:
         _print_problems(knowledge, exc.problems)
         return None
@@ -232,6 +245,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_health(args: argparse.Namespace) -> int:
+    """The configuration loads, the database opens and answers, the knowledge base loads: exit 0 and one line.
+    Otherwise exit 1 and one line saying what is wrong, for `docker inspect` to show."""
+    from bot.config import ConfigError, load_settings
+    from bot.knowledge import KnowledgeError, load
+    from bot.store import StoreError, open_store
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _unhealthy(f"configuration: {str(exc).splitlines()[0]}")
+    try:
+        store = open_store(None, settings.database_path)
+        try:
+            store.kb_version()
+        finally:
+            store.close()
+    except StoreError as exc:
+        return _unhealthy(f"database: {exc}")
+    try:
+        kb = load(settings.knowledge_dir)
+    except KnowledgeError as exc:
+        return _unhealthy(f"knowledge base: {exc.problems[0]} (python -m bot check lists all {len(exc.problems)})")
+    print(f"healthy: articles: {len(kb.articles)}, FAQ entries: {len(kb.faq)}, database: answers")
+    return 0
+
+
+def _unhealthy(reason: str) -> int:
+    print("unhealthy: " + " ".join(reason.split()), file=sys.stderr)
+    return 1
+
+
 def _cmd_migrate_db(args: argparse.Namespace) -> int:
     from bot.store import Store, StoreError
     from bot.store.migrate import copy
@@ -261,13 +306,18 @@ def _cmd_poll(args: argparse.Namespace) -> int:
     """Prints what was added; exit 1 when a source failed (or sources.yaml has problems), for cron to mail."""
     import asyncio
 
-    from bot.config import DEFAULT_DATABASE_PATH, ConfigError, database_url_from, environment
+    from bot.config import ConfigError, local_settings
     from bot.fetch import FetchLimits
     from bot.poller import Poller, PollOutcome
     from bot.sources import read_sources
     from bot.store import Store, StoreError, open_store
 
-    knowledge = knowledge_dir(args)
+    try:
+        settings = local_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    knowledge = args.knowledge or settings.knowledge_dir
     sources, problems = read_sources(knowledge)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -275,9 +325,8 @@ def _cmd_poll(args: argparse.Namespace) -> int:
         print(f"No sources to poll: list them in {knowledge / 'sources.yaml'} (see knowledge/README.md).",
               file=sys.stderr)
         return 2
-    env = environment()
-    database = Path(env.get("DATABASE_PATH") or DEFAULT_DATABASE_PATH)
-    limits = FetchLimits(allow_private=env.get("ALLOW_PRIVATE_SOURCES", "").strip() == "1")
+    database = settings.database_path
+    limits = FetchLimits(allow_private=settings.allow_private_sources)
     failed = bool(problems)
 
     async def show(outcomes: list[PollOutcome]) -> None:
@@ -303,14 +352,10 @@ def _cmd_poll(args: argparse.Namespace) -> int:
                 await poller.run(show)
 
     try:
-        url = database_url_from(env)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    try:
-        store = open_store(url, database)
+        store = open_store(settings.database_url, database)
     except StoreError as exc:
-        print(f"Cannot use the database {'at DATABASE_URL' if url else database}: {exc}", file=sys.stderr)
+        where = "at DATABASE_URL" if settings.database_url else database
+        print(f"Cannot use the database {where}: {exc}", file=sys.stderr)
         return 1
     try:
         asyncio.run(poll(store))

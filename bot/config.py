@@ -63,6 +63,9 @@ class Settings:
     webhook_port: int = 8443
     log_level: str = "INFO"
     user_rate_limit: int = 20                     # requests per user per minute; 0 turns the limit off
+    retention_days: int = 90                      # delivered deliveries and statistics older go; 0 keeps them
+
+    allow_private_sources: bool = False           # sources may be on private, loopback and link-local addresses
 
 
 def environment(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> dict[str, str]:
@@ -90,6 +93,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_value(env, name) or "0").lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"{name} must be 1 (on) or 0 (off), not {raw!r}")
+    return raw in ("1", "true", "yes")
 
 
 def _admin_ids(raw: str | None) -> frozenset[int]:
@@ -147,6 +157,20 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         webhook_port=port,
         log_level=log_level,
         user_rate_limit=_int(env, "USER_RATE_LIMIT", 20),
+        retention_days=_int(env, "RETENTION_DAYS", 90),
+
+        allow_private_sources=_flag(env, "ALLOW_PRIVATE_SOURCES"),
+    )
+
+
+def local_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> Settings:
+    """The settings of commands that need no token (`python -m bot poll`): where things are, what may be fetched."""
+    env = environment(environ, env_file)
+    return Settings(
+        knowledge_dir=Path(_value(env, "KNOWLEDGE_DIR") or DEFAULT_KNOWLEDGE_DIR),
+        database_path=Path(_value(env, "DATABASE_PATH") or DEFAULT_DATABASE_PATH),
+        database_url=database_url_from(env),
+        allow_private_sources=_flag(env, "ALLOW_PRIVATE_SOURCES"),
     )
 
 

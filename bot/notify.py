@@ -1,11 +1,17 @@
 """Telling subscribers about new articles: who gets what (pure), and the broadcast (how it reads, in each
-chat's language: `bot.render.render_messages`).
+chat's language: `bot.render.render_notification`).
 
-The broadcast is driven by the store's delivery log: every (chat, article)
-pair is queued before anything is sent and marked delivered right after the
-send succeeds, so a restart resumes with what is still pending, and an
-article reaches a chat at most once per queue entry. Many articles for one
-chat go out as one digest, not a flood.
+The broadcast is driven by the store's delivery log. Every (chat, article) pair is queued, and the articles
+recorded as announced, before anything is sent. Broadcasters (one per process; several replicas on one
+database) claim chats from the log with a lease, send each chat ONE message per forum topic (a card, or a
+digest page of the newest articles with "and N more"), and mark it delivered right after Telegram confirms it.
+Pacing is shared through the store's token buckets, so all replicas together keep Telegram's limits.
+
+The guarantee is at-least-once, never at-most-once: a chat gets each article, and a second copy only when a send
+reached Telegram but its confirmation or its record did not reach us: a send in flight when the process died,
+a send that timed out (left pending, not resent until its lease has passed), a send whose record the database
+refused through every retry. Duplicates are bounded by those sends; nothing confirmed-undelivered is dropped.
+A dead replica's chats go to the others when its leases expire.
 """
 
 from __future__ import annotations
@@ -13,33 +19,37 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
+import secrets
+import socket
 import time
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import telegram
-from aiolimiter import AsyncLimiter
 from telegram import LinkPreviewOptions
 from telegram.constants import FloodLimit, ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
 from bot import i18n
 from bot.knowledge import Article, KnowledgeBase
-from bot.render import render_messages
-from bot.store import Store, Subscription
+from bot.render import render_notification
+from bot.store import Store, StoreError, Subscription
 from bot.text import stem_words, terms, words
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONCURRENCY = 16  # enough in flight to keep 30 msg/s going at Telegram's ~0.3 s round trip
-ATTEMPTS = 4  # tries for timeouts, network errors and 5xx before leaving a message pending
+ATTEMPTS = 4  # tries for refused connections and 5xx before leaving a message pending
 MAX_FLOOD_WAITS = 8  # 429s in a row for one message before it is left pending
 BACKOFF = 1.0  # seconds before the first retry; doubles each time
-_GONE = ("chat not found", "user not found", "peer_id_invalid", "chat_write_forbidden", "not enough rights")
 
 
 # --- who gets what ---------------------------------------------------------
@@ -82,11 +92,67 @@ def plan(articles: Sequence[Article], subscriptions: Sequence[Subscription]) -> 
 
 @dataclass
 class BroadcastReport:
-    delivered: int = 0  # messages sent
+    delivered: int = 0  # messages sent and confirmed by Telegram
     chats: int = 0  # chats that received at least one message
-    removed_chats: int = 0  # chats that blocked the bot or are gone, unsubscribed
-    retried: int = 0  # sends tried again (429, timeouts, network errors, 5xx)
-    failed: int = 0  # chats left with messages still pending (tried again at the next broadcast)
+    removed_chats: int = 0  # chats that blocked the bot or are gone for good, forgotten
+    retried: int = 0  # sends tried again (429, network errors, 5xx)
+    failed: int = 0  # chats left pending for a later broadcast (refused for now, unconfirmed, unknown articles)
+    unconfirmed: int = 0  # sends that timed out: maybe delivered, left pending, not resent in this broadcast
+    unrecorded: int = 0  # sends confirmed whose record the store refused even after retries (may repeat)
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """Telegram's per-bot limits, kept by every broadcaster on one database through the store's shared buckets.
+
+    A token bucket of capacity c and rate r lets through at most floor(c + r * (1 + j)) sends in any sliding
+    second when sends reach Telegram up to j seconds later than their token was taken; c + r = the limit keeps
+    that at the limit for any j under 1 / r, while c > 1 lets a late taker catch up instead of losing the time.
+    Answers to users (python-telegram-bot's AIORateLimiter, per process) share the limit: during a broadcast
+    they have the remaining c, about one message a second, and any 429 they meet is waited out and retried.
+    """
+
+    per_second: float = FloodLimit.MESSAGES_PER_SECOND  # 30, overall
+    per_chat_second: float = FloodLimit.MESSAGES_PER_SECOND_PER_CHAT  # 1
+    per_group_minute: float = FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP  # 20
+    burst: float = 1.25  # c of the overall bucket
+
+    @property
+    def rate(self) -> float:
+        return self.per_second - self.burst
+
+    def chat_rate(self, chat_id: int) -> float:
+        """One token at a time (capacity 1): a rate a little under the limit leaves room for a late request."""
+        if chat_id < 0:
+            return (self.per_group_minute - 1) / 60
+        return self.per_chat_second * 0.9
+
+
+GLOBAL_BUCKET = "send:global"
+LEASE = 30.0  # seconds a claimed chat is ours: also the pause before a send left pending is tried again
+SWEEP = 60.0  # seconds between the running bot's looks for deliveries left pending or by a dead replica
+POLL = 0.25  # seconds between looks at what other replicas still hold, once this one has nothing to claim
+LEASE_USE = 0.5  # a claimed chat not started within this share of its lease is left for the next claim
+STORE_ATTEMPTS = 5  # tries of a store call that failed (locked, connection lost) before giving up
+STORE_BACKOFF = 0.1  # seconds before the first store retry; doubles each time
+
+# Telegram's descriptions of a chat that is gone for good (lower case): blocked, kicked, deleted, deactivated,
+# never started. Anything else (not enough rights, a temporary restriction, a closed topic) keeps the
+# subscription and leaves the message pending.
+CHAT_GONE = (
+    "bot was blocked by the user", "bot was kicked", "user is deactivated", "chat not found", "user not found",
+    "peer_id_invalid", "group chat was deleted", "chat was deleted", "bot is not a member",
+    "bot can't initiate conversation", "bot can't send messages to bots",
+)
+TOPIC_GONE = "message thread not found"
+
+# Who claims deliveries: one id per process, so leases say which replica holds a chat.
+WORKER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def chat_gone(error: TelegramError) -> bool:
+    """Telegram says the chat will never take a message from the bot again (ChatMigrated is not that)."""
+    return isinstance(error, Forbidden | BadRequest) and any(gone in error.message.lower() for gone in CHAT_GONE)
 
 
 class _FloodGate:
@@ -110,7 +176,38 @@ def _retry_after_seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
-# One broadcast at a time per store: two would both read the same pending rows and send them twice.
+async def _stored(call: Callable[..., T], *args: object) -> T:
+    """A store call off the event loop, tried again with backoff when the database fails for a moment."""
+    for attempt in range(STORE_ATTEMPTS - 1):
+        try:
+            return await asyncio.to_thread(call, *args)
+        except StoreError as exc:
+            log.warning("store call %s failed, retrying: %s", getattr(call, "__name__", call), exc)
+            await asyncio.sleep(STORE_BACKOFF * 2**attempt)
+    return await asyncio.to_thread(call, *args)
+
+
+class _Pacer:
+    """Takes a send's tokens from the shared buckets; one taker per broadcast, so replicas poll, not tasks."""
+
+    def __init__(self, store: Store, pacing: Pacing) -> None:
+        self.store = store
+        self.pacing = pacing
+        self.lock = asyncio.Lock()
+
+    async def _take(self, bucket: str, capacity: float, rate: float) -> None:
+        while (wait := await _stored(self.store.take_token, bucket, capacity, rate)) > 0:
+            await asyncio.sleep(wait)
+
+    async def chat(self, chat_id: int) -> None:
+        await self._take(f"send:chat:{chat_id}", 1, self.pacing.chat_rate(chat_id))
+
+    async def overall(self) -> None:
+        async with self.lock:
+            await self._take(GLOBAL_BUCKET, self.pacing.burst, self.pacing.rate)
+
+
+# One broadcast at a time per store object: a second one waits and then finds whatever is still queued.
 _locks: weakref.WeakKeyDictionary[Store, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -121,22 +218,47 @@ def _lock_for(store: Store) -> asyncio.Lock:
     return lock
 
 
+def _newest_first(articles: list[Article]) -> list[Article]:
+    return sorted(articles, key=lambda a: a.published or dt.date.min, reverse=True)
+
+
+def _by_thread(articles: list[Article], subscriptions: Sequence[Subscription]) -> dict[int | None, list[Article]]:
+    """Articles per forum topic: each goes where the chat's first subscription that wants it points."""
+    threads = {s.thread_id for s in subscriptions}
+    if len(threads) <= 1:
+        return {next(iter(threads), None): articles}
+    out: dict[int | None, list[Article]] = {}
+    for article in articles:
+        thread = next((s.thread_id for s in subscriptions if matches(s.words, article)), None)
+        out.setdefault(thread, []).append(article)
+    return out
+
+
 class _Broadcast:
+    """Claims chats from the delivery log, sends each one message per topic, records it; see `broadcast`."""
+
     def __init__(
         self, bot: telegram.Bot, store: Store, articles: Mapping[str, Article], *,
-        concurrency: int, attempts: int, backoff: float,
+        worker: str, concurrency: int, attempts: int, backoff: float, lease: float, pacing: Pacing,
     ) -> None:
         self.bot = bot
         self.store = store
         self.articles = articles
+        self.worker = worker
         self.concurrency = concurrency
         self.attempts = attempts
         self.backoff = backoff
+        self.lease = lease
         self.report = BroadcastReport()
         self.gate = _FloodGate()
-        # A bot built with AIORateLimiter paces itself; a plain Bot is held to Telegram's 30 messages a second.
-        self.pace = None if getattr(bot, "rate_limiter", None) else AsyncLimiter(FloodLimit.MESSAGES_PER_SECOND, 1)
+        self.pacer = _Pacer(store, pacing)
+        self.claimed: deque[tuple[int, list[str], float]] = deque()
+        self.claiming = asyncio.Lock()
+        self.left: set[int] = set()  # chats this broadcast leaves pending: not tried again until it ends
+        self.reached: set[int] = set()
+        self.unrecorded: list[tuple[int, tuple[str, ...]]] = []
         self.logged: set[str] = set()
+        self.pages: dict[tuple[tuple[str, ...], str], str] = {}
 
     def log_once(self, level: int, kind: str, message: str, *args: object) -> None:
         """A failure that hits thousands of chats is logged once per kind, not once per chat."""
@@ -145,90 +267,152 @@ class _Broadcast:
             log.log(level, message, *args)
 
     async def run(self) -> BroadcastReport:
-        work = []
-        for chat_id, ids in self.store.pending().items():
-            known = [self.articles[i] for i in ids if i in self.articles]
-            if len(known) < len(ids):
-                self.log_once(logging.INFO, "unknown", "pending articles not in the knowledge base are kept pending")
-            if known:
-                work.append((chat_id, known))
-        queue = iter(work)
-
-        async def worker() -> None:
-            for chat_id, articles in queue:
-                await self.deliver_chat(chat_id, articles)
-
+        """Until nothing is queued but what this broadcast left pending; a dead replica's chats are taken over
+        when their leases expire. Cancelled (a clean stop): in-flight sends finish and are recorded, and the
+        leases go back at once."""
         try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.concurrency, len(work))):
-                    group.create_task(worker())
-        except ExceptionGroup as failure:  # e.g. StoreError: the log cannot be written, so sending must stop
+            while True:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(self.concurrency):
+                        group.create_task(self.work())
+                if not await self.others_pending():
+                    break
+                await asyncio.sleep(min(POLL, self.lease / 4))
+        except asyncio.CancelledError:
+            await self.record_again()
+            await _stored(self.store.release_deliveries, self.worker)
+            raise
+        except ExceptionGroup as failure:  # a store that stays down: stop; the leases expire
             raise failure.exceptions[0] from None
+        await self.record_again()
         return self.report
 
-    async def deliver_chat(self, chat_id: int, articles: list[Article]) -> None:
+    async def others_pending(self) -> bool:
+        """Anything queued that this broadcast may still send; called with nothing in flight."""
+        pending = (await _stored(self.store.pending)).keys() - self.left
+        if pending & self.reached:
+            # Queued again while this broadcast held them: its leases go back, so the next claim takes them
+            # (a chat it left pending is claimed again and skipped, which renews its pause).
+            await _stored(self.store.release_deliveries, self.worker)
+        return bool(pending)
+
+    async def next_chat(self) -> tuple[int, list[str], float] | None:
+        async with self.claiming:
+            if not self.claimed:
+                batch = await _stored(self.store.claim_deliveries, self.worker, self.concurrency, self.lease)
+                start_by = time.monotonic() + self.lease * LEASE_USE
+                self.claimed.extend((chat_id, ids, start_by) for chat_id, ids in batch.items())
+            return self.claimed.popleft() if self.claimed else None
+
+    async def work(self) -> None:
+        while (item := await self.next_chat()) is not None:
+            await self.deliver_chat(*item)
+
+    def leave(self, chat_id: int) -> None:
+        if chat_id not in self.left:
+            self.left.add(chat_id)
+            self.report.failed += 1
+
+    def leave_topic(self, chat_id: int, thread_id: int) -> None:
+        for subscription in self.store.subscriptions(chat_id):
+            if subscription.thread_id == thread_id:
+                self.store.subscribe(chat_id, subscription.words, None)
+
+    def chat_context(self, chat_id: int) -> tuple[str, list[Subscription]]:
+        return self.store.chat_language(chat_id) or i18n.DEFAULT, self.store.subscriptions(chat_id)
+
+    async def deliver_chat(self, chat_id: int, ids: list[str], start_by: float) -> None:
+        if chat_id in self.left:
+            return  # claimed again while waiting for other replicas: its pause is not over
+        known = [self.articles[i] for i in ids if i in self.articles]
+        if len(known) < len(ids):
+            # Announced by a replica that already has them: it, or this one after its reload, sends them.
+            self.log_once(logging.INFO, "unknown", "pending articles not in this knowledge base are kept pending")
+            self.leave(chat_id)
+        if not known:
+            return
+        language, subscriptions = await _stored(self.chat_context, chat_id)
         sent = False
-        language = self.store.chat_language(chat_id) or i18n.DEFAULT
-        for ids, text in render_messages(articles, language):
-            outcome = await self.send(chat_id, ids, text)
-            if isinstance(outcome, int):
-                chat_id, sent = outcome, True
-                continue
-            if outcome == "failed":
-                self.report.failed += 1
-            break
+        for thread_id, articles in _by_thread(_newest_first(known), subscriptions).items():
+            outcome = await self.send(chat_id, thread_id, articles, language, start_by)
+            if outcome != "sent":
+                break
+            sent = True
         if sent:
             self.report.chats += 1
+            self.reached.add(chat_id)
 
-    async def send(self, chat_id: int, ids: tuple[str, ...], text: str) -> int | str:
-        """Send one message until it is delivered (-> the chat id), the chat is gone, or retries run out."""
+    async def send(
+        self, chat_id: int, thread_id: int | None, articles: list[Article], language: str, start_by: float
+    ) -> str:
+        """One message until delivered ("sent"), the chat is gone or moved, or it is left pending ("left").
+
+        No attempt starts after `start_by`: by then the lease may run out mid-send and another claim take it.
+        """
+        ids = tuple(a.id for a in articles)
+        text = self.pages.get((ids, language))
+        if text is None:   # after a big reload most chats get the same page: rendered once
+            text = self.pages[(ids, language)] = render_notification(articles, language)
         errors = floods = 0
+        await self.pacer.chat(chat_id)
         while True:
             await self.gate.wait()
+            await self.pacer.overall()
+            if time.monotonic() > start_by:
+                self.log_once(logging.WARNING, "late", "a claimed chat waited past its lease; left pending")
+                self.leave(chat_id)
+                return "left"
             try:
-                if self.pace is not None:
-                    async with self.pace:
-                        await self.attempt(chat_id, ids, text)
-                else:
-                    await self.attempt(chat_id, ids, text)
+                await self.attempt(chat_id, thread_id, text, ids)
                 self.report.delivered += 1
-                return chat_id
+                return "sent"
             except RetryAfter as exc:
                 floods += 1
                 seconds = _retry_after_seconds(exc)
                 self.gate.pause(seconds)
                 self.log_once(logging.WARNING, "429", "Telegram flood limit: waiting %.0f s as asked", seconds)
                 if floods > MAX_FLOOD_WAITS:
-                    return "failed"
+                    self.leave(chat_id)
+                    return "left"
             except ChatMigrated as exc:
-                self.store.migrate_chat(chat_id, exc.new_chat_id)
-                chat_id = exc.new_chat_id
-            except Forbidden as exc:
-                self.log_once(logging.INFO, "gone", "unsubscribing a chat that blocked the bot: %s", exc.message)
-                self.store.forget_chat(chat_id)
-                self.report.removed_chats += 1
-                return "removed"
-            except BadRequest as exc:
-                if any(reason in exc.message.lower() for reason in _GONE):
-                    self.log_once(logging.INFO, "gone", "unsubscribing a chat that is gone: %s", exc.message)
-                    self.store.forget_chat(chat_id)
+                # Its queue follows it to the new id, where the next claim finds it.
+                await _stored(self.store.migrate_chat, chat_id, exc.new_chat_id)
+                return "moved"
+            except TimedOut as exc:
+                # Telegram may have delivered it: sending again now could repeat it for every retry.
+                self.log_once(logging.WARNING, "timeout", "a notification timed out; left pending: %s", exc)
+                self.report.unconfirmed += 1
+                self.leave(chat_id)
+                return "left"
+            except (Forbidden, BadRequest) as exc:
+                if thread_id is not None and TOPIC_GONE in exc.message.lower():
+                    # The topic was deleted: its subscriptions, and this message, go to the chat itself.
+                    await _stored(self.leave_topic, chat_id, thread_id)
+                    thread_id = None
+                    continue
+                if chat_gone(exc):
+                    self.log_once(logging.INFO, "gone", "forgetting a chat that is gone: %s", exc.message)
+                    await _stored(self.store.forget_chat, chat_id)
                     self.report.removed_chats += 1
-                    return "removed"
-                # Our message was refused: a bug to fix, not to retry. It stays pending for the next run.
-                self.log_once(logging.ERROR, f"400 {exc.message}", "notification refused: %s", exc.message)
-                return "failed"
-            except NetworkError as exc:  # timeouts, connection errors, 5xx
+                    return "gone"
+                # Not allowed for now (rights, a restriction), or our message refused: it stays pending.
+                self.log_once(logging.WARNING, f"refused {exc.message}", "notification refused: %s", exc.message)
+                self.leave(chat_id)
+                return "left"
+            except NetworkError as exc:  # refused connections, resets, 5xx: Telegram did not take it
                 errors += 1
                 self.log_once(logging.WARNING, "network", "sending a notification failed, retrying: %s", exc)
                 if errors >= self.attempts:
-                    return "failed"
+                    self.leave(chat_id)
+                    return "left"
                 await asyncio.sleep(self.backoff * 2 ** (errors - 1))
             except TelegramError as exc:
                 self.log_once(logging.ERROR, type(exc).__name__, "notification not sent: %r", exc)
-                return "failed"
+                self.leave(chat_id)
+                return "left"
             self.report.retried += 1
 
-    async def attempt(self, chat_id: int, ids: tuple[str, ...], text: str) -> None:
+    async def attempt(self, chat_id: int, thread_id: int | None, text: str, ids: tuple[str, ...]) -> None:
         """One send, and its record, as a unit that cancellation cannot split.
 
         If the broadcast is cancelled while a message is in flight, the send is
@@ -236,9 +420,10 @@ class _Broadcast:
         """
         async def send_and_record() -> None:
             await self.bot.send_message(
-                chat_id, text, parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)
+                chat_id, text, parse_mode=ParseMode.HTML, message_thread_id=thread_id,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
-            self.store.mark_delivered(chat_id, ids)
+            await self.record(chat_id, ids)
 
         task = asyncio.ensure_future(send_and_record())
         try:
@@ -248,24 +433,50 @@ class _Broadcast:
                 await asyncio.wait([task])
             raise
 
+    async def record(self, chat_id: int, ids: tuple[str, ...]) -> None:
+        try:
+            await _stored(self.store.mark_delivered, chat_id, ids)
+        except StoreError as exc:  # sent, but not recorded: tried again at the end, sent again if that fails
+            self.log_once(logging.ERROR, "unrecorded", "a delivery could not be recorded: %s", exc)
+            self.unrecorded.append((chat_id, ids))
+            self.left.add(chat_id)
+
+    async def record_again(self) -> None:
+        still = []
+        for chat_id, ids in self.unrecorded:
+            try:
+                await _stored(self.store.mark_delivered, chat_id, ids)
+            except StoreError:
+                still.append((chat_id, ids))
+        self.unrecorded = still
+        self.report.unrecorded = len(still)
+
 
 async def broadcast(
     bot: telegram.Bot, store: Store, kb: KnowledgeBase, *,
-    concurrency: int = CONCURRENCY, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+    worker: str = WORKER, concurrency: int = CONCURRENCY, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+    lease: float = LEASE, pacing: Pacing = Pacing(),
 ) -> BroadcastReport:
-    """Deliver everything pending; called after a reload and at start-up to finish a cut-short broadcast."""
-    return await _run(bot, store, kb.articles, concurrency=concurrency, attempts=attempts, backoff=backoff)
+    """Deliver everything queued: after a reload, at start-up, and now and then to take over a dead replica's
+    share and retry what was left pending."""
+    return await _run(bot, store, kb.articles, worker=worker, concurrency=concurrency, attempts=attempts,
+                      backoff=backoff, lease=lease, pacing=pacing)
 
 
 async def notify_new(
     bot: telegram.Bot, store: Store, kb: KnowledgeBase, articles: Sequence[Article], *,
-    concurrency: int = CONCURRENCY, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+    worker: str = WORKER, concurrency: int = CONCURRENCY, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+    lease: float = LEASE, pacing: Pacing = Pacing(),
 ) -> BroadcastReport:
-    """Queue the new articles for every matching subscriber and record them as announced (durably, first), then
-    broadcast."""
-    store.announce([a.id for a in articles], plan(articles, store.all_subscriptions()))
+    """Queue the new articles for every matching subscriber and record them as announced (durably, first, in a
+    worker thread: thousands of articles take seconds), then broadcast."""
+    if articles:
+        subscriptions = await _stored(store.all_subscriptions)
+        pairs = await asyncio.to_thread(plan, articles, subscriptions)
+        await _stored(store.announce, [a.id for a in articles], pairs)
     lookup = {**kb.articles, **{a.id: a for a in articles}}
-    return await _run(bot, store, lookup, concurrency=concurrency, attempts=attempts, backoff=backoff)
+    return await _run(bot, store, lookup, worker=worker, concurrency=concurrency, attempts=attempts,
+                      backoff=backoff, lease=lease, pacing=pacing)
 
 
 def unannounced(store: Store, kb: KnowledgeBase) -> list[Article]:
@@ -279,10 +490,11 @@ def unannounced(store: Store, kb: KnowledgeBase) -> list[Article]:
 
 async def _run(
     bot: telegram.Bot, store: Store, articles: Mapping[str, Article], *,
-    concurrency: int, attempts: int, backoff: float,
+    worker: str, concurrency: int, attempts: int, backoff: float, lease: float, pacing: Pacing,
 ) -> BroadcastReport:
     async with _lock_for(store):
-        job = _Broadcast(bot, store, articles, concurrency=concurrency, attempts=attempts, backoff=backoff)
+        job = _Broadcast(bot, store, articles, worker=worker, concurrency=concurrency, attempts=attempts,
+                         backoff=backoff, lease=lease, pacing=pacing)
         report = await job.run()
     log.info("broadcast: %s", report)
     return report

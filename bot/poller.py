@@ -168,21 +168,21 @@ class Poller:
         sources, _problems = await self.sources()  # `check` reports the problems; the valid sources still run
         states = await self.states(sources)
         due = [s for s in sources if not states[s.url].paused and states[s.url].next_due <= now]
-        return list(await asyncio.gather(*(self._poll(s, states[s.url]) for s in due)))
+        return list(await asyncio.gather(*(self.poll(s, states[s.url]) for s in due)))
 
     async def poll_all(self) -> list[PollOutcome]:
         """Every source that is not paused, once, whatever its schedule (`python -m bot poll --once`)."""
         sources, _problems = await self.sources()
         states = await self.states(sources)
         active = [s for s in sources if not states[s.url].paused]
-        return list(await asyncio.gather(*(self._poll(s, states[s.url]) for s in active)))
+        return list(await asyncio.gather(*(self.poll(s, states[s.url]) for s in active)))
 
     async def add_url(self, url: str) -> PollOutcome:
         """One page or feed now, in full: no validators, and items seen before are built again (so updated)."""
         sources, _problems = await self.sources()
         source = next((s for s in sources if s.url == url), Source(url))
         state = (await self.states([source]))[source.url]
-        return await self._poll(source, state, force=True)
+        return await self.poll(source, state, force=True)
 
     async def set_paused(self, url: str, paused: bool) -> SourceState:
         state = replace((await self.states([Source(url)]))[url], paused=paused)
@@ -209,7 +209,8 @@ class Poller:
 
     # --- one source --------------------------------------------------------------
 
-    async def _poll(self, source: Source, state: SourceState, *, force: bool = False) -> PollOutcome:
+    async def poll(self, source: Source, state: SourceState, *, force: bool = False) -> PollOutcome:
+        """One source now; the bot calls this per source so that each outcome is handled as soon as it is known."""
         now = self._clock()
         try:
             async with self._slots, asyncio.timeout(self.source_timeout):

@@ -34,12 +34,15 @@ news questions, and 4,977 news passages against encyclopaedia questions; see
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
+import zlib
 from array import array
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
@@ -52,7 +55,7 @@ from rapidfuzz.distance import Levenshtein
 from scipy import sparse
 
 from bot import text
-from bot.knowledge import Article, FaqEntry, KnowledgeBase
+from bot.knowledge import Article, Changes, FaqEntry, KnowledgeBase
 
 __all__ = ["FaqMatch", "Hit", "Index", "Ranking", "Settings"]
 
@@ -185,7 +188,10 @@ class Embedder:
             shape=(len(words), self._vectors.shape[0]),
         )
         for start in range(0, counts.shape[0], _EMBED_ROWS):
-            rows = (counts[start : start + _EMBED_ROWS] @ word_tokens) @ self._vectors
+            tokens = counts[start : start + _EMBED_ROWS] @ word_tokens
+            tokens.has_sorted_indices = False
+            tokens.sort_indices()  # sum each text's tokens in one order, whatever order its words were numbered in
+            rows = tokens @ self._vectors
             norms = np.linalg.norm(rows, axis=1, keepdims=True)
             np.divide(rows, norms, out=rows, where=norms > 0)
             out[start : start + _EMBED_ROWS] = rows
@@ -211,61 +217,56 @@ def embedder() -> Embedder:
 
 
 class Speller:
-    """Replace misspelt query words by the most frequent knowledge-base word within 1-2 edits.
+    """Spelling candidates among one segment's words (see `Index` for the choice among them).
 
     A word is misspelt when the knowledge base does not have it and it is not a
     common word of its language either (wordfreq's Zipf frequency under 3, i.e.
     rarer than once in a million words; its "small" lists hold exactly those and
     load in milliseconds): "cake" is not a typo for "take" merely because the
     knowledge base never mentions cakes. Only words of `min_length`+ letters are
-    corrected; words of up to five letters allow one edit, longer ones two.
+    corrected; words of up to five letters allow one edit, longer ones two; the
+    most frequent knowledge-base word at the fewest edits wins.
 
     Candidates come from a symmetric-deletion index (every word with one letter
     deleted; the SymSpell idea), which finds every single typo (insertion,
     deletion, substitution, transposition) in microseconds; rapidfuzz's
-    Levenshtein distance then checks each candidate. The index holds the hashes
-    of the deletions in one sorted array rather than the strings in a dict: a
-    few megabytes instead of hundreds at 100,000 articles (a hash collision only
-    adds a candidate that the distance check then drops).
+    Levenshtein distance then checks each candidate. The index holds CRC-32
+    hashes of the deletions in one sorted array rather than the strings in a
+    dict: a few megabytes instead of hundreds at 100,000 articles (a collision
+    only adds a candidate that the distance check then drops), and, unlike
+    Python's own string hash, the same in every process, so it can be saved.
     """
 
-    def __init__(self, words: Sequence[str], counts: np.ndarray, min_length: int) -> None:
-        self.known = dict(zip(words, counts.tolist(), strict=True))  # word -> occurrences in the knowledge base
+    def __init__(self, words: Sequence[str], min_length: int,
+                 arrays: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.words = words
         self.min_length = min_length
-        order = sorted(range(len(words)), key=lambda i: (-self.known[words[i]], words[i]))
-        self._words = [utils.default_process(words[i]) for i in order]
+        if arrays is not None:
+            self.keys, self.positions = arrays
+            return
         hashes, positions = array("q"), array("i")
-        for position, word in enumerate(self._words):
+        for position, word in enumerate(words):
+            word = utils.default_process(word)
             if len(word) >= min_length - 1:
                 variants = _deletions(word)
-                hashes.extend(map(hash, variants))
+                hashes.extend(map(zlib.crc32, map(str.encode, variants)))
                 positions.extend([position] * len(variants))
         keys = np.frombuffer(hashes, dtype=np.int64)
         by_key = np.argsort(keys, kind="stable")
-        self._keys = keys[by_key]
-        self._positions = np.frombuffer(positions, dtype=np.int32)[by_key]
+        self.keys = keys[by_key]
+        self.positions = np.frombuffer(positions, dtype=np.int32)[by_key]
 
-    def correct(self, word: str, language: str) -> str:
-        if word in self.known or len(word) < self.min_length or not word.isalpha():
-            return word
-        if language in _wordfreq_languages() and wordfreq.zipf_frequency(word, language, "small") >= _COMMON_ZIPF:
-            return word
-        query = utils.default_process(word)
-        max_edits = 1 if len(query) <= 5 else 2
-        wanted = np.fromiter(map(hash, _deletions(query)), dtype=np.int64)
-        lows = np.searchsorted(self._keys, wanted, "left")
-        highs = np.searchsorted(self._keys, wanted, "right")
-        positions = {int(p) for low, high in zip(lows, highs, strict=True) for p in self._positions[low:high]}
-        best = min(
-            (
-                (distance, position)
-                for position in positions
-                if (distance := Levenshtein.distance(query, self._words[position], score_cutoff=max_edits))
-                <= max_edits
-            ),
-            default=None,
-        )
-        return self._words[best[1]] if best else word
+    def candidates(self, query: str, max_edits: int) -> Iterator[tuple[int, str, str]]:
+        """(edits, word, word as rapidfuzz compares it) of every word within `max_edits` of `query`."""
+        wanted = np.fromiter(map(zlib.crc32, map(str.encode, _deletions(query))), dtype=np.int64)
+        lows = np.searchsorted(self.keys, wanted, "left")
+        highs = np.searchsorted(self.keys, wanted, "right")
+        found = {int(p) for low, high in zip(lows, highs, strict=True) for p in self.positions[low:high]}
+        for position in found:
+            word = utils.default_process(self.words[position])
+            distance = Levenshtein.distance(query, word, score_cutoff=max_edits)
+            if distance <= max_edits:
+                yield distance, self.words[position], word
 
 
 @cache
@@ -338,69 +339,124 @@ def _stem_in_chunks(words: list[str], language: str) -> list[str]:
     return stems
 
 
-@dataclass(frozen=True, slots=True)
-class _Bm25:
-    """Lucene BM25 (bm25s's default formula), precomputed per term and article in one sparse matrix.
+def _term_frequencies(counts: _Counts, languages: Sequence[str]) -> tuple[dict[str, int], sparse.csc_matrix]:
+    """(stemmed term -> column, articles x terms: each term's occurrences, title words counted again).
 
-    Built with whole-array numpy and scipy operations, which release the GIL and
-    need no per-article Python objects.
+    `languages[i]` is article i's: its words are stemmed and stop-listed in that language. Built with
+    whole-array numpy and scipy operations, which release the GIL and need no per-article Python objects.
+    """
+    vocabulary: dict[str, int] = {}
+    weighted = counts.weighted
+    assert weighted is not None
+    per_language: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    language_of = np.asarray(languages)
+    for language in sorted(set(languages)):
+        rows = np.flatnonzero(language_of == language)
+        found = weighted.indices if len(rows) == weighted.shape[0] else weighted[rows].indices
+        used = np.flatnonzero(np.bincount(found, minlength=weighted.shape[1]))
+        stop = text.stopwords(language)
+        kept = np.asarray([i for i in used.tolist() if counts.words[i] not in stop], dtype=np.int64)
+        stems = _stem_in_chunks([counts.words[i] for i in kept.tolist()], language)
+        terms = np.asarray([vocabulary.setdefault(stem, len(vocabulary)) for stem in stems], dtype=np.int64)
+        per_language.append((rows, kept, terms))
+    n_docs, n_terms = weighted.shape[0], max(len(vocabulary), 1)
+    tf: sparse.csr_matrix | None = None
+    for rows, kept, terms in per_language:
+        word_to_term = sparse.csr_matrix(
+            (np.ones(len(kept), dtype=np.float32), (kept, terms)), shape=(weighted.shape[1], n_terms)
+        )
+        if len(per_language) > 1:  # only this language's articles
+            part = sparse.diags(np.isin(np.arange(n_docs), rows).astype(np.float32)) @ weighted @ word_to_term
+        else:
+            part = weighted @ word_to_term
+        tf = part if tf is None else tf + part
+    assert tf is not None
+    postings = tf.tocsc()
+    del tf
+    postings.sum_duplicates()
+    postings.eliminate_zeros()
+    return vocabulary, postings
+
+
+@dataclass(slots=True)
+class _Segment:
+    """Articles indexed together, immutable once built: a whole knowledge base, or the articles changed since.
+
+    It holds counts rather than BM25 weights (which depend on every article through the document
+    frequencies and the average length), so that segments combine: see `Index`.
     """
 
-    vocabulary: dict[str, int]  # stemmed term -> column
-    idf: np.ndarray  # per term
-    postings: sparse.csc_matrix  # articles x terms: each term's BM25 weight in each article
+    ids: list[str]  # article ids, sorted, by row
+    row_languages: list[str]  # by row
+    vocabulary: dict[str, int]  # stemmed term -> column of `tf`
+    tf: sparse.csc_matrix  # articles x terms: occurrences, title words counted `title_repeats` times
+    lengths: np.ndarray  # per article: its BM25 length, the sum of its row of `tf`
+    words: dict[str, int]  # surface word -> occurrences in title, body and topics (the speller's vocabulary)
+    counts: sparse.csr_matrix | None = None  # articles x `words`: occurrences, to take an article's share out
+    speller: Speller | None = None
+    vectors: np.ndarray | None = None  # per article, its embedding (float16)
+    pool: tuple[list[str], np.ndarray] = ([], np.zeros(0, dtype=np.int64))  # the probes' words, sorted, and counts
 
     @classmethod
-    def build(cls, counts: _Counts, languages: Sequence[str], settings: Settings) -> _Bm25:
-        """`languages[i]` is article i's: its words are stemmed and stop-listed in that language."""
-        vocabulary: dict[str, int] = {}
-        weighted = counts.weighted
-        assert weighted is not None
-        per_language: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        language_of = np.asarray(languages)
-        for language in sorted(set(languages)):
-            rows = np.flatnonzero(language_of == language)
-            found = weighted.indices if len(rows) == weighted.shape[0] else weighted[rows].indices
-            used = np.flatnonzero(np.bincount(found, minlength=weighted.shape[1]))
-            stop = text.stopwords(language)
-            kept = np.asarray([i for i in used.tolist() if counts.words[i] not in stop], dtype=np.int64)
-            stems = _stem_in_chunks([counts.words[i] for i in kept.tolist()], language)
-            terms = np.asarray([vocabulary.setdefault(stem, len(vocabulary)) for stem in stems], dtype=np.int64)
-            per_language.append((rows, kept, terms))
-        n_docs, n_terms = weighted.shape[0], max(len(vocabulary), 1)
-        tf: sparse.csr_matrix | None = None
-        for rows, kept, terms in per_language:
-            word_to_term = sparse.csr_matrix(
-                (np.ones(len(kept), dtype=np.float32), (kept, terms)), shape=(weighted.shape[1], n_terms)
-            )
-            if len(per_language) > 1:  # only this language's articles
-                part = sparse.diags(np.isin(np.arange(n_docs), rows).astype(np.float32)) @ weighted @ word_to_term
-            else:
-                part = weighted @ word_to_term
-            tf = part if tf is None else tf + part
-        assert tf is not None
+    def build(cls, articles: list[Article], settings: Settings) -> _Segment:
+        counts = _count_words(articles, settings.title_repeats)
+        languages = [a.language for a in articles]
+        vocabulary, tf = _term_frequencies(counts, languages)
+        counts.weighted = None  # memory: only the embeddings need counts from here on
         lengths = np.asarray(tf.sum(axis=1), dtype=np.float32).ravel()
-        postings = tf.tocsc()
-        del tf
-        postings.sum_duplicates()
-        df = np.diff(postings.indptr)
-        idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-        # score = idf * tf / (tf + k1 * (1 - b + b * length / average)), in place, in float32
-        norm = settings.k1 * ((1 - settings.b) + settings.b * lengths / (lengths.mean() or 1.0))
-        denominator = norm[postings.indices]
-        denominator += postings.data
-        postings.data *= np.repeat(idf.astype(np.float32), df)
-        postings.data /= denominator
-        return cls(vocabulary, idf, postings)
+        frequencies = np.asarray(counts.total.sum(axis=0), dtype=np.int64).ravel()
+        words = dict(zip(counts.words, frequencies.tolist(), strict=True))
+        segment = cls([a.id for a in articles], languages, vocabulary, tf, lengths, words, counts.total)
+        segment.speller = Speller(counts.words, settings.typo_min_length)
+        if settings.embeddings:
+            segment.vectors = embedder().embed_counts(counts.total, counts.words)
+        pool = sorted((w, n) for w, n in words.items() if _in_pool(w))
+        segment.pool = [w for w, _ in pool], np.fromiter((n for _, n in pool), dtype=np.int64, count=len(pool))
+        return segment
 
-    def scores(self, term_ids: Sequence[int]) -> np.ndarray:
-        """Each article's BM25 score for these terms (a repeated term counts again)."""
-        postings = self.postings
-        out = np.zeros(postings.shape[0], dtype=np.float32)
-        for term in term_ids:
-            start, end = postings.indptr[term], postings.indptr[term + 1]
-            out[postings.indices[start:end]] += postings.data[start:end]
-        return out
+    def share(self, rows: np.ndarray) -> _Segment:
+        """What the articles at `rows` contribute to the statistics (document frequencies, lengths, word counts),
+        taken from this segment's own counts, so that it can be subtracted when they are masked."""
+        assert self.counts is not None
+        occurrences = np.asarray(self.counts[rows].sum(axis=0), dtype=np.int64).ravel()
+        used = np.flatnonzero(occurrences)
+        words = list(self.words)
+        return _Segment([self.ids[i] for i in rows.tolist()], [self.row_languages[i] for i in rows.tolist()],
+                        self.vocabulary, self.tf[rows].tocsc(), self.lengths[rows],
+                        dict(zip([words[i] for i in used.tolist()], occurrences[used].tolist(), strict=True)))
+
+    @property
+    def languages(self) -> Counter[str]:
+        return Counter(self.row_languages)
+
+    def df(self, term: str) -> int:
+        column = self.vocabulary.get(term)
+        return 0 if column is None else int(self.tf.indptr[column + 1] - self.tf.indptr[column])
+
+    def add_scores(self, out: np.ndarray, term: str, idf: np.floating, norms: np.ndarray) -> None:
+        """Add each article's BM25 score for `term`: idf * tf / (tf + k1 * (1 - b + b * length / average))."""
+        column = self.vocabulary.get(term)
+        if column is None:
+            return
+        start, end = self.tf.indptr[column], self.tf.indptr[column + 1]
+        rows, tf = self.tf.indices[start:end], self.tf.data[start:end]
+        out[rows] += tf * idf / (norms[rows] + tf)
+
+
+def _joined(strings: list[str]) -> np.ndarray:
+    """Words or terms (which never hold a line break) as one array of UTF-8 bytes."""
+    return np.frombuffer("\n".join(strings).encode(), dtype=np.uint8)
+
+
+def _split_joined(joined: np.ndarray) -> list[str]:
+    if joined.dtype != np.uint8:
+        raise ValueError("expected bytes")
+    return joined.tobytes().decode().split("\n") if len(joined) else []
+
+
+def _in_pool(word: str) -> bool:
+    """Whether a knowledge-base word may fill a probe question's slot."""
+    return word.isalpha() and len(word) > 3
 
 
 # --- the index -------------------------------------------------------------------
@@ -422,15 +478,32 @@ def _probe_lines() -> dict[str, list[str]]:
     return probes
 
 
+DELTA_LIMIT = 1000  # articles changed since the last full build beyond which `Index.updated` rebuilds
+
+
 @dataclass(slots=True)
 class Index:
+    """The articles of a knowledge base, ranked by BM25 fused with embeddings, with calibrated confidence.
+
+    Built whole (`build`), then kept up to date by `updated`: the big segment built
+    whole stays as it is, its replaced and removed articles are masked, and the
+    articles added or changed since form a small delta segment, rebuilt on each
+    update. BM25 weights are computed at question time from counts (document
+    frequencies = whole - masked + delta, and the average length likewise), the
+    speller chooses by the same combined word counts, embeddings are per article,
+    and the probes are asked again of the combined index: so an updated index
+    answers exactly as one built whole from the same articles would.
+    """
+
     kb: KnowledgeBase
     settings: Settings = DEFAULT_SETTINGS
-    _articles: list[Article] = field(default_factory=list)
-    _bm25: _Bm25 | None = None
+    _base: _Segment | None = None  # built whole
+    _masked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # rows of _base replaced/removed
+    _removed: _Segment | None = None  # the masked articles' statistics, subtracted
+    _delta: _Segment | None = None  # articles added or changed since _base was built
+    _size: int = 0
+    _norms: tuple[np.ndarray, ...] = ()  # per segment (base, delta): k1 * (1 - b + b * length / average length)
     _idf_scale: float = 1.0  # idf of a term found in one article: puts BM25 in the same units at any size
-    _speller: Speller | None = None
-    _vectors: np.ndarray | None = None
     _languages: frozenset[str] = frozenset()
     _probe_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _thresholds: tuple[float, float] = (0.0, 0.0)  # raw scores at FOUND and at SURE
@@ -440,33 +513,142 @@ class Index:
     @classmethod
     def build(cls, kb: KnowledgeBase, settings: Settings = DEFAULT_SETTINGS) -> Index:
         """Tokenise, index, embed and calibrate; CPU-bound, so the bot calls it in a worker thread."""
-        index = cls(kb=kb, settings=settings)
-        index._articles = sorted(kb.articles.values(), key=lambda a: a.id)
+        articles = sorted(kb.articles.values(), key=lambda a: a.id)
+        base = _Segment.build(articles, settings) if articles else None
+        return cls._assemble(kb, settings, base)
+
+    @classmethod
+    def _assemble(cls, kb: KnowledgeBase, settings: Settings, base: _Segment | None,
+                  masked: np.ndarray | None = None, delta: _Segment | None = None,
+                  calibration: tuple[np.ndarray, tuple[float, float]] | None = None) -> Index:
+        """The index over these segments, with its combined statistics; calibrated unless `calibration` is given."""
+        index = cls(kb=kb, settings=settings, _base=base, _delta=delta)
         index._faq_entries = [entry for entry in kb.faq for _ in entry.questions]
         index._faq_choices = [utils.default_process(q) for entry in kb.faq for q in entry.questions]
-        if not index._articles:
+        if base is None:
+            return index
+        if masked is not None and len(masked):
+            index._masked = masked
+            index._removed = base.share(masked)
+        parts = index._parts()
+        index._size = sum(sign * len(part.ids) for part, sign in parts)
+        if not index._size:
             return index
         # A question is read in one of the knowledge base's main languages; one stray
         # article detected as, say, Nigerian Pidgin must not make English questions ambiguous.
-        languages = Counter(a.language for a in index._articles)
+        languages: Counter[str] = Counter()
+        for part, sign in parts:
+            for language, n in part.languages.items():
+                languages[language] += sign * n
         index._languages = frozenset(
-            language for language, n in languages.items() if n >= _MIN_LANGUAGE_SHARE * len(index._articles)
-        ) or frozenset({languages.most_common(1)[0][0]})
-        counts = _count_words(index._articles, settings.title_repeats)
-        index._bm25 = _Bm25.build(counts, [a.language for a in index._articles], settings)
-        counts.weighted = None  # memory: only the embeddings need counts from here on
-        n_docs = len(index._articles)
-        index._idf_scale = math.log(1 + (n_docs - 1 + 0.5) / (1 + 0.5))
-        frequencies = np.asarray(counts.total.sum(axis=0), dtype=np.int64).ravel()
-        index._speller = Speller(counts.words, frequencies, settings.typo_min_length)
-        if settings.embeddings:
-            index._vectors = embedder().embed_counts(counts.total, counts.words)
-        del counts
-        index._calibrate()
+            language for language, n in languages.items() if n >= _MIN_LANGUAGE_SHARE * index._size
+        ) or frozenset({max(sorted(languages), key=languages.__getitem__)})
+        total = sum(sign * float(part.lengths.sum(dtype=np.float64)) for part, sign in parts)
+        average = total / index._size or 1.0
+        k1, b = settings.k1, settings.b
+        index._norms = tuple((k1 * ((1 - b) + b * part.lengths.astype(np.float64) / average)).astype(np.float32)
+                             for part in (base, delta) if part is not None)
+        index._idf_scale = math.log(1 + (index._size - 1 + 0.5) / (1 + 0.5))
+        if calibration is None:
+            index._calibrate()
+        else:
+            index._probe_scores, index._thresholds = calibration
         return index
 
+    def updated(self, kb: KnowledgeBase, changes: Changes, limit: int = DELTA_LIMIT) -> Index:
+        """The index of `kb`, which differs from this one's knowledge base by `changes`.
+
+        Only the articles changed since the last full build are indexed (in a delta segment);
+        once they are more than `limit`, everything is built again.
+        """
+        base = self._base
+        if base is None:
+            return Index.build(kb, self.settings)
+        gone = set(changes.updated) | set(changes.removed)
+        delta_ids = set(self._delta.ids) if self._delta is not None else set()
+        delta_ids = (delta_ids - set(changes.removed)) | set(changes.added) | set(changes.updated)
+        base_ids = base.ids
+        masked = set(self._masked.tolist())
+        for article_id in gone | set(changes.added):  # an added id may have been removed from the base before
+            row = bisect_left(base_ids, article_id)
+            if row < len(base_ids) and base_ids[row] == article_id:
+                masked.add(row)
+        if len(delta_ids) + len(masked) > limit:
+            return Index.build(kb, self.settings)
+        delta = _Segment.build([kb.articles[i] for i in sorted(delta_ids)], self.settings) if delta_ids else None
+        return Index._assemble(kb, self.settings, base, np.asarray(sorted(masked), dtype=np.int64), delta)
+
+    # --- saving ---
+
+    def to_arrays(self) -> dict[str, np.ndarray] | None:
+        """The index as plain arrays (for `bot.index_cache`); None unless it was built whole."""
+        base = self._base
+        if base is None or self._delta is not None or self._removed is not None or base.speller is None:
+            return None
+        assert base.counts is not None
+        arrays = {
+            "ids": _joined(base.ids), "languages": _joined(base.row_languages), "terms": _joined(list(base.vocabulary)),
+            "tf_data": base.tf.data, "tf_indices": base.tf.indices, "tf_indptr": base.tf.indptr,
+            "lengths": base.lengths, "words": _joined(list(base.words)),
+            "counts_data": base.counts.data, "counts_indices": base.counts.indices, "counts_indptr": base.counts.indptr,
+            "speller_keys": base.speller.keys, "speller_positions": base.speller.positions,
+            "pool_words": _joined(base.pool[0]), "pool_counts": base.pool[1],
+            "probe_scores": self._probe_scores, "thresholds": np.asarray(self._thresholds, dtype=np.float64),
+        }
+        if base.vectors is not None:
+            arrays["vectors"] = base.vectors
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, kb: KnowledgeBase, settings: Settings, arrays: Mapping[str, np.ndarray],
+                    changes: Changes) -> Index:
+        """The index of `kb` from what `to_arrays` saved for a knowledge base that differs from it by `changes`
+        (then updated as by `updated`); ValueError or KeyError when the arrays do not fit together."""
+        ids, languages, terms, words, pool_words = (
+            _split_joined(arrays[name]) for name in ("ids", "languages", "terms", "words", "pool_words"))
+        if not ids:
+            return cls.build(kb, settings)
+        tf = sparse.csc_matrix((arrays["tf_data"], arrays["tf_indices"], arrays["tf_indptr"]),
+                               shape=(len(ids), len(terms)))
+        counts = sparse.csr_matrix((arrays["counts_data"], arrays["counts_indices"], arrays["counts_indptr"]),
+                                   shape=(len(ids), len(words)))
+        for matrix in (tf, counts):
+            matrix.check_format(full_check=True)
+        lengths, pool_counts = arrays["lengths"], arrays["pool_counts"]
+        vectors = arrays["vectors"] if settings.embeddings else None
+        keys, positions = arrays["speller_keys"], arrays["speller_positions"]
+        if (lengths.shape != (len(ids),) or len(languages) != len(ids) or tf.dtype != np.float32
+                or counts.dtype != np.float32 or pool_counts.shape != (len(pool_words),)
+                or keys.shape != positions.shape
+                or (len(positions) and not 0 <= positions.min() <= positions.max() < len(words))
+                or (vectors is not None and vectors.shape[0] != len(ids))
+                or ids != sorted(set(ids))):
+            raise ValueError("the saved arrays do not fit together")
+        occurrences = np.asarray(counts.sum(axis=0), dtype=np.int64).ravel()
+        base = _Segment(ids, languages, {term: i for i, term in enumerate(terms)}, tf, lengths,
+                        dict(zip(words, occurrences.tolist(), strict=True)), counts,
+                        Speller(words, settings.typo_min_length, (keys, positions)), vectors,
+                        (pool_words, pool_counts))
+        found, sure = arrays["thresholds"].tolist()
+        calibration = (arrays["probe_scores"], (found, sure))
+        if not changes:
+            return cls._assemble(kb, settings, base, calibration=calibration)
+        return cls._assemble(KnowledgeBase(), settings, base, calibration=calibration).updated(kb, changes)
+
+    def _parts(self) -> list[tuple[_Segment, int]]:
+        """Every segment with the sign its statistics count with."""
+        parts = [(self._base, 1), (self._removed, -1), (self._delta, 1)]
+        return [(part, sign) for part, sign in parts if part is not None]
+
     def __len__(self) -> int:
-        return len(self._articles)
+        return self._size
+
+    def _article(self, row: int) -> Article:
+        """The article at `row` of the base followed by the delta."""
+        assert self._base is not None
+        size = len(self._base.ids)
+        ids = self._base.ids if row < size else self._delta.ids  # type: ignore[union-attr]
+        return self.kb.articles[ids[row if row < size else row - size]]
 
     # --- ranking ---
 
@@ -479,40 +661,95 @@ class Index:
         language = text.detect_language(query, self._languages or None)
         stop = text.stopwords(language)
         raw = text.words(query)
-        corrected = [self._speller.correct(w, language) for w in raw] if self._speller else raw
+        corrected = [self._correct(w, language) for w in raw] if self._size else raw
         content = [w for w in corrected if w not in stop]
         terms = text.stem_words(content, language)
         weights = tuple(information(w, language) for w in content)
         return language, " ".join(corrected), tuple(terms), weights
 
+    def _count(self, word: str) -> int:
+        """Occurrences of a surface word in the knowledge base."""
+        return sum(sign * part.words.get(word, 0) for part, sign in self._parts())
+
+    def _correct(self, word: str, language: str) -> str:
+        """The word, or the knowledge-base word it misspells (see `Speller`)."""
+        if len(word) < self.settings.typo_min_length or not word.isalpha() or self._count(word) > 0:
+            return word
+        if language in _wordfreq_languages() and wordfreq.zipf_frequency(word, language, "small") >= _COMMON_ZIPF:
+            return word
+        query = utils.default_process(word)
+        max_edits = 1 if len(query) <= 5 else 2
+        best = min(
+            (
+                (distance, -count, raw, processed)
+                for part in (self._base, self._delta) if part is not None and part.speller is not None
+                for distance, raw, processed in part.speller.candidates(query, max_edits)
+                if (count := self._count(raw)) > 0
+            ),
+            default=None,
+        )
+        return best[3] if best else word
+
+    def _scores(self, terms: Sequence[str]) -> np.ndarray | None:
+        """BM25 score of every row (base, then delta) for these terms; None when no article holds any of them."""
+        assert self._base is not None
+        parts = self._parts()
+        segments = [part for part in (self._base, self._delta) if part is not None]
+        outs = [np.zeros(len(part.ids), dtype=np.float32) for part in segments]
+        known = False
+        for term in terms:  # a repeated term counts again
+            df = sum(sign * part.df(term) for part, sign in parts)
+            if df <= 0:
+                continue
+            known = True
+            idf = np.float32(math.log(1 + (self._size - df + 0.5) / (df + 0.5)))
+            for part, out, norms in zip(segments, outs, self._norms, strict=True):
+                part.add_scores(out, term, idf, norms)
+        if not known:
+            return None
+        outs[0][self._masked] = 0.0
+        return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+    def _vectors(self, rows: np.ndarray) -> np.ndarray | None:
+        base, delta = self._base, self._delta
+        if base is None or base.vectors is None:
+            return None
+        size = len(base.ids)
+        if delta is None or delta.vectors is None:
+            return base.vectors[rows]
+        return np.concatenate((base.vectors[rows[rows < size]], delta.vectors[rows[rows >= size] - size]))
+
     def rank(self, query: str, k: int = 10) -> Ranking:
         """The best `k` candidates for `query`, fused and with their raw evidence."""
-        if not self._articles or self._bm25 is None or not query.strip():
+        if not self._size or not query.strip():
             return Ranking(query, "en", (), (), 0.0)
         language, corrected, terms, weights = self._parse(query)
         kind = text.question_kind(query, language)
-        vocabulary = self._bm25.vocabulary
-        ids = [vocabulary[t] for t in terms if t in vocabulary]
-        if not ids:
+        scores = self._scores(terms)
+        if scores is None:
             return Ranking(query, language, terms, (), 0.0, weights, kind)
-        scores = self._bm25.scores(ids)
         depth = min(max(k, self.settings.rerank_depth), len(scores))
         top = np.argpartition(-scores, depth - 1)[:depth] if depth < len(scores) else np.arange(len(scores))
-        top = np.sort(top[scores[top] > 0])
+        top = np.sort(top[scores[top] > 0])  # base rows, then delta rows
         if not len(top):
             return Ranking(query, language, terms, (), 0.0, weights, kind)
+        articles = [self._article(row) for row in top.tolist()]
+        by_id = sorted(range(len(top)), key=lambda i: articles[i].id)
+        vectors = self._vectors(top)
+        top, articles = top[by_id], [articles[i] for i in by_id]
         bm25 = scores[top].astype(np.float64)
-        if self._vectors is not None:
-            cosine = self._vectors[top].astype(np.float64) @ embedder().embed_one(corrected).astype(np.float64)
+        if vectors is not None:
+            query_vector = embedder().embed_one(corrected).astype(np.float64)
+            cosine = (vectors[by_id].astype(np.float64) * query_vector).sum(axis=1)
             w = self.settings.bm25_weight
             fused = w * bm25 / bm25.max() + (1 - w) * cosine
         else:
             cosine = np.zeros(len(top))
             fused = bm25 / bm25.max()
-        # Articles are held in id order, so a stable sort gives ties to the lower id.
+        # Candidates are in id order here, so a stable sort gives ties to the lower id.
         order = np.argsort(-fused, kind="stable")[:k]
         candidates = tuple(
-            Candidate(self._articles[top[i]], float(fused[i]), float(bm25[i]), float(cosine[i])) for i in order
+            Candidate(articles[i], float(fused[i]), float(bm25[i]), float(cosine[i])) for i in order
         )
         first = candidates[0]
         raw = first.bm25 / self._idf_scale + self.settings.cosine_in_confidence * first.cosine
@@ -524,20 +761,51 @@ class Index:
 
     # --- confidence ---
 
+    def _pool(self) -> tuple[list[str], list[int]]:
+        """The words that fill the probes' slots, sorted, with the running total of their occurrences.
+
+        The base's pool adjusted by the masked and the delta articles' words: the pool of the same
+        articles indexed whole.
+        """
+        assert self._base is not None
+        words, counts = self._base.pool
+        adjust: Counter[str] = Counter()
+        for part, sign in self._parts()[1:]:
+            for word, n in part.words.items():
+                if _in_pool(word):
+                    adjust[word] += sign * n
+        if adjust:
+            counts = counts.copy()
+            new: list[tuple[str, int]] = []
+            for word, n in adjust.items():
+                row = bisect_left(words, word)
+                if row < len(words) and words[row] == word:
+                    counts[row] += n
+                elif n > 0:
+                    new.append((word, n))
+            kept = counts > 0
+            words = list(itertools.compress(words, kept.tolist())) if not kept.all() else list(words)
+            counts = counts[kept]
+            new.sort()
+            rows = [bisect_left(words, word) for word, _ in new]
+            for row, (word, _) in reversed(list(zip(rows, new, strict=True))):
+                words.insert(row, word)
+            counts = np.insert(counts, rows, [n for _, n in new]) if new else counts
+        return words, np.cumsum(counts).tolist()
+
     def _calibrate(self) -> None:
         """Score the off-topic probes against this very index (see the module docstring)."""
         probes = _probe_lines()
         rng = random.Random(0)
         # Words drawn as often as they occur, so that common words are the usual incidental overlap.
-        pool = sorted((w, n) for w, n in self._speller.known.items() if w.isalpha() and len(w) > 3)
-        words, weights = [w for w, _ in pool], [n for _, n in pool]
+        words, running = self._pool()
         questions: list[str] = []
         for language in sorted(self._languages):
             for line in probes.get(language, probes["en"]):
                 if "{}" not in line:
                     questions.append(line)
                 elif words:
-                    fills = rng.choices(words, weights, k=_PROBE_SLOTS)
+                    fills = rng.choices(words, cum_weights=running, k=_PROBE_SLOTS)
                     questions.extend(line.replace("{}", word, 1) for word in fills)
         raws = [self.rank(q, 1).raw_confidence for q in questions]
         self._probe_scores = np.sort(np.asarray(raws, dtype=np.float64))

@@ -18,13 +18,13 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from bot import i18n, knowledge
-from bot.answer import Answer, answer_question
+from bot import i18n, index_cache, knowledge
+from bot.answer import Answer, answer_question, with_guess_sentences
 from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Problem
 from bot.knowledge_cache import ArticleCache, Stamp
 from bot.search import Hit, Index
@@ -160,11 +160,12 @@ class _Loaded:
     long_keys: dict[str, str] = field(default_factory=dict)   # short key -> article id, for ids too long to send
 
     @classmethod
-    def build(cls, kb: KnowledgeBase, article_key: Callable[[str], str]) -> _Loaded:
+    def build(cls, kb: KnowledgeBase, article_key: Callable[[str], str], index: Index | None = None) -> _Loaded:
+        """`index`: already built for `kb` (saved, or updated from the previous one)."""
         keys = {article_key(i): i for i in kb.articles if article_key(i) != i}
         newest = tuple(kb.latest(len(kb.articles)))
         languages = tuple(sorted({a.language for a in kb.articles.values()}))
-        return cls(Index.build(kb), newest, languages, keys)
+        return cls(index if index is not None else Index.build(kb), newest, languages, keys)
 
 
 class SubscribeOutcome(Enum):
@@ -269,6 +270,7 @@ class Service:
             SharedRateLimiter(store, user_rate_limit) if shared else RateLimiter(user_rate_limit))
         self._article_key = article_key
         self._files = _FileCache(ArticleCache(cache_path, knowledge_dir) if cache_path else None)
+        self._index_path = index_cache.beside(cache_path) if cache_path else None
         self._reload_lock = asyncio.Lock()
         self._stats_paused_until = 0.0
         self._record_lock = threading.Lock()
@@ -278,7 +280,10 @@ class Service:
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
-        self._loaded = _Loaded.build(kb, article_key)
+        index = index_cache.load(self._index_path, knowledge_dir, kb) if self._index_path else None
+        self._loaded = _Loaded.build(kb, article_key, index)
+        if index is None:
+            self._save_index()
         gc.freeze()  # the index lives until the next reload: keep it out of every later full collection
 
     @property
@@ -307,7 +312,7 @@ class Service:
     def ask(self, question: str) -> Answer:
         """Answer, and count the question as answered or not for /stats (question text only)."""
         question = clean_question(question)
-        answer = answer_question(self.index, question)
+        answer = with_guess_sentences(self.index, answer_question(self.index, question))
         foreign = self.foreign_language(question)
         if foreign is not None:
             answer = replace(answer, foreign_language=foreign, kb_languages=self.languages)
@@ -315,8 +320,10 @@ class Service:
             self._record(lambda: self.store.record_question(question, answer.found))
         return answer
 
-    def feedback(self, question: str, article_id: str | None, helpful: bool) -> None:
-        self._record(lambda: self.store.record_feedback(clean_question(question), article_id, helpful))
+    def feedback(self, question: str, article_ids: Sequence[str], helpful: bool) -> None:
+        """One verdict on what one message showed: its article, or every guess of an unsure answer (ids joined)."""
+        shown = ", ".join(article_ids) or None
+        self._record(lambda: self.store.record_feedback(clean_question(question), shown, helpful))
 
     def _record(self, write: Callable[[], None]) -> None:
         """Statistics are best effort: after a failed write they pause for a while, logged once, rather than
@@ -374,7 +381,8 @@ class Service:
                     return ReloadResult(old.index.kb, old.index.kb, problems=tuple(problems))
                 changed = bool(changes) or kb.faq != old.index.kb.faq
                 if changed:
-                    self._loaded = await asyncio.to_thread(_Loaded.build, kb, self._article_key)
+                    self._loaded = await asyncio.to_thread(self._update, old.index, kb, changes)
+                    await asyncio.to_thread(self._save_index)
             gc.freeze()
             self._kb_version = await asyncio.to_thread(self._publish, version) if changed and publish else version
             return ReloadResult(old.index.kb, self.kb, changes)
@@ -396,21 +404,30 @@ class Service:
             return read
         return bumped if bumped == read + 1 else read
 
+    def _update(self, index: Index, kb: KnowledgeBase, changes: Changes) -> _Loaded:
+        """Index only what changed (see `Index.updated`): a new article costs what it holds, not what the rest do."""
+        return _Loaded.build(kb, self._article_key, index.updated(kb, changes))
+
+    def _save_index(self) -> None:
+        if self._index_path is not None:
+            index_cache.save(self._index_path, self.knowledge_dir, self._loaded.index)
+
     def _read(self, current: KnowledgeBase) -> tuple[KnowledgeBase, list[Problem], Changes]:
         kb, problems = self._files.scan(self.knowledge_dir)
         return kb, problems, (Changes() if problems else knowledge.diff(current, kb))
 
     # --- chats (each of these reads or writes the store) ------------------------
 
-    def subscribe(self, chat_id: int, words: str | None) -> Subscribed:
-        """/subscribe [words]: every new article, or only those about the words."""
+    def subscribe(self, chat_id: int, words: str | None, thread_id: int | None = None) -> Subscribed:
+        """/subscribe [words]: every new article, or only those about the words (into the forum topic
+        `thread_id` when it was sent from one)."""
         key = normalise_words(words[:MAX_SUBSCRIPTION_CHARS]) if words and words.strip() else None
         if words and words.strip() and key is None:
             return Subscribed(SubscribeOutcome.NO_WORDS)
         existing = self.store.subscriptions(chat_id)
         if len(existing) >= MAX_SUBSCRIPTIONS and all(s.words != key for s in existing):
             return Subscribed(SubscribeOutcome.TOO_MANY)
-        subscription = self.store.subscribe(chat_id, key)
+        subscription = self.store.subscribe(chat_id, key, thread_id)
         foreign = self.foreign_language(key) if key else None
         return Subscribed(SubscribeOutcome.SUBSCRIBED, subscription, foreign, self.languages if foreign else ())
 
@@ -426,6 +443,11 @@ class Service:
         if self._languages is not None:
             self._languages.pop(old_chat_id, None)
             self._languages.pop(new_chat_id, None)
+
+    def forget_chat(self, chat_id: int) -> None:
+        """/forget: everything stored about the chat goes, the language remembered here too."""
+        self.store.forget_chat(chat_id)
+        self._languages.pop(chat_id, None)
 
     def stats(self) -> Stats:
         return self.store.stats()

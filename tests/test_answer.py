@@ -93,15 +93,15 @@ def test_json_when_not_found_names_no_unrelated_article(index: Index) -> None:
     assert data["alternatives"] == []
 
 
-def test_sure_card_shows_title_sentence_summary_byline_and_link(index: Index) -> None:
+def test_sure_card_shows_the_sentence_first_then_title_byline_and_one_link(index: Index) -> None:
     answer = answer_question(index, "which village groups won grants for drinking water?")
     assert answer.sure
     markup = render_html(answer)
     text = check_html(markup)
-    assert markup.startswith("<b>Village groups win grants for clean drinking water</b>")
-    assert "<blockquote>Twelve village associations received grants" in markup
-    assert "July 1, 2020 · Civic Herald" in text
-    assert '<a href="https://example.org/news/water-grants">' in markup
+    assert text.startswith(answer.sentences[0]) and answer.sentences[0].startswith("Twelve village associations")
+    assert "\n\n<b>Village groups win grants for clean drinking water</b>\n" in markup
+    assert "July 1, 2020 · Civic Herald · Read at the source" in text
+    assert markup.count("<a ") == 1 and '<a href="https://example.org/news/water-grants">' in markup
 
 
 def test_unsure_tier_offers_three_titles() -> None:
@@ -170,13 +170,15 @@ def test_any_article_renders_as_valid_telegram_html_within_the_limit(
     alternatives = tuple(Hit(replace(article, id=f"alt{n}", title=title + str(n)), 0.1) for n in range(3))
     faq = FaqEntry("f", ("q",), body or "answer", tuple(x for x in (url, "https://example.org/a") if x))
     for answer in (
-        Answer("q", True, sure, 0.9, article, tuple(sentences), summary, alternatives),
+        Answer("q", True, sure, 0.9, article, tuple(sentences), summary, alternatives,
+               guess_sentences=tuple(sentences[:3])),
+        Answer("what is it about", True, True, 0.9, article, tuple(sentences), summary, ()),
         Answer("q", False, False, 0.1, None, (), None, alternatives),
         Answer("q", True, True, 0.9, None, (), None, alternatives, faq),
     ):
         check_html(render_html(answer))
         assert len(render_text(answer)) <= MAX_MESSAGE
-    check_html(article_card(article, EN, sentences))
+    check_html(article_card(article, EN))
     check_html(article_list(title, [article] * 30, EN))
 
 

@@ -202,4 +202,4 @@ def test_a_related_question_it_is_unsure_of_still_offers_the_article(shipped: In
     if answer.found:
         assert answer.article is not None and "held this autumn" in " ".join(answer.sentences)
     else:
-        assert [a.id for a in answer.alternatives] == list(shipped.kb.articles)
+        assert [a.article.id for a in answer.alternatives] == list(shipped.kb.articles)

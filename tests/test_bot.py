@@ -137,7 +137,8 @@ async def test_buttons_show_cards_record_feedback_and_refuse_forgeries(
     async with running(settings) as app:
         answer = await say(tg, "when do the library reading rooms reopen after the renovation?")
         assert "Library renovation approved" in answer["text"]
-        assert {"text": "Read at the source", "url": "https://example.org/library-renovation"} in buttons(answer)
+        assert answer["text"].count("<a ") == 1 and not any("url" in b for b in buttons(answer))
+        assert '<a href="https://example.org/library-renovation">Read at the source</a>' in answer["text"]
 
         alternatives = data_of(answer, "a:")
         assert alternatives
@@ -184,13 +185,15 @@ def test_the_keyboard_follows_the_answer_tier() -> None:
     long_id = make_article("x" * 100, "An article with a very long id " + "and a long title " * 5, "Body.")
     others = (Hit(long_id, 0.4), Hit(make_article("third", "Third", "Body."), 0.3),
               Hit(make_article("fourth", "Fourth", "Body."), 0.2))
-    sure = _keyboard(Answer("q", True, True, 0.9, best, ("Body.",), None, others))
-    assert sure[0] == ("Read at the source", "https://example.org/best")
+    sure = _keyboard(Answer("q", True, True, 0.9, best, ("Body.",), "More of the body.", others))
+    assert sure[0] == ("More", "m:best")
     assert [data for _, data in sure[1:4]] == [f"a:{callback_key(long_id.id)}", "a:third", "a:fourth"]
     assert all(len(data.encode()) <= 64 for _, data in sure) and len(sure[1][0]) <= 60
     assert [data for _, data in sure[4:]] == ["f:1:best", "f:0:best"]
-    unsure = _keyboard(Answer("q", True, False, 0.6, best, ("Body.",), None, others))
-    assert [data for _, data in unsure[:3]] == ["a:best", f"a:{callback_key(long_id.id)}", "a:third"]
+    overview = _keyboard(Answer("what is it about?", True, True, 0.9, best, ("Body.",), "More of the body.", ()))
+    assert [data for _, data in overview] == ["f:1:best", "f:0:best"]   # the card shows the summary itself
+    unsure = _keyboard(Answer("q", True, False, 0.6, best, ("Body.",), "More of the body.", others))
+    assert [data for _, data in unsure] == ["a:best", f"a:{callback_key(long_id.id)}", "a:third", "f:1:#", "f:0:#"]
     refused = _keyboard(Answer("q", False, False, 0.1, None, (), None, others))
     assert [data for _, data in refused] == [f"a:{callback_key(long_id.id)}", "a:third", "a:fourth", "l"]
     faq = _keyboard(Answer("q", True, True, 0.9, None, (), None, (), FaqEntry("f", ("q",), "a")))
@@ -371,8 +374,8 @@ async def test_help_and_the_command_menus(tg: FakeTelegram, app: Application) ->
     admin = await tg.wait_for("setMyCommands", lambda p: (p.get("scope") or {}).get("chat_id") == ADMIN)
     public_names = {c["command"] for c in public["commands"]}
     admin_names = {c["command"] for c in admin["commands"]}
-    assert {"reload", "stats"} & public_names == set()
-    assert admin_names == public_names | {"reload", "stats"}
+    assert {"reload", "stats", "add", "sources"} & public_names == set()
+    assert admin_names == public_names | {"reload", "stats", "add", "sources"}
     assert {"start", "help", "latest", "search", "subscribe", "subscriptions", "unsubscribe", "ask"} <= public_names
     user_help = (await say(tg, "/help"))["text"]
     assert all(f"/{name}" in user_help for name in public_names) and "/reload" not in user_help

@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bot import knowledge, knowledge_cache
+from bot import cli, index_cache, knowledge, knowledge_cache
 from bot.knowledge import Article, KnowledgeError
+from bot.search import Index
 from bot.service import Service
 from bot.store import Store
 from tests.conftest import make_article
@@ -196,3 +198,99 @@ def test_a_cache_left_world_readable_by_an_earlier_version_is_made_owner_only(
     write(kb_dir, make_article("market", "Market moves", "The Sunday market moves to the station square."))
     start(kb_dir, store, cache)
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+
+
+# --- the saved index ---------------------------------------------------------------
+
+QUESTION = "when does the library renovation start?"
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every index built from the articles (rather than loaded)."""
+    sizes: list[int] = []
+    original = Index.build.__func__   # type: ignore[attr-defined]
+
+    def counting(cls: type[Index], kb: knowledge.KnowledgeBase, *args: object) -> Index:
+        sizes.append(len(kb.articles))
+        return original(cls, kb, *args)
+
+    monkeypatch.setattr(Index, "build", classmethod(counting))
+    return sizes
+
+
+def index_file(cache: Path) -> Path:
+    return index_cache.beside(cache)
+
+
+def test_a_restart_with_unchanged_files_loads_the_saved_index_and_answers_the_same(
+        kb_dir: Path, cache: Path, store: Store, builds: list[int]) -> None:
+    first = start(kb_dir, store, cache)
+    assert builds == [3] and stat.S_IMODE(index_file(cache).stat().st_mode) == 0o600
+    again = start(kb_dir, store, cache)
+    assert builds == [3]
+    assert again.ask(QUESTION) == first.ask(QUESTION) == start(kb_dir, store, None).ask(QUESTION)
+    assert again.index.search("bridge detour", 1)[0].article.id == "bridge"
+
+
+def test_articles_changed_while_the_bot_was_down_are_indexed_alone_and_answered_as_by_a_cold_start(
+        kb_dir: Path, cache: Path, store: Store, builds: list[int]) -> None:
+    start(kb_dir, store, cache)
+    write(kb_dir, dataclasses.replace(ARTICLES[1], body="The river bridge reopened after the storm repairs."))
+    write(kb_dir, make_article("market", "Farmers market moves", "The farmers market moves to the square."))
+    knowledge.article_path(kb_dir, "park").unlink()
+    restarted = start(kb_dir, store, cache)
+    assert builds == [3]
+    cold = start(kb_dir, store, None)
+    for question in ("storm repairs reopened", "where does the farmers market go?", "new park playground", QUESTION):
+        assert restarted.ask(question) == cold.ask(question)
+    assert restarted.index.search("storm repairs reopened", 1)[0].article.body.startswith("The river bridge reopened")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other fingerprint", "missing array"])
+def test_a_damaged_or_foreign_saved_index_is_never_trusted(
+        kb_dir: Path, cache: Path, store: Store, builds: list[int], damage: str) -> None:
+    cold = start(kb_dir, store, cache)
+    path = index_file(cache)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"PK\x03\x04" + os.urandom(2000))
+    else:
+        with np.load(path) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        if damage == "other fingerprint":
+            arrays["fingerprint"] = np.frombuffer(b"0" * 40, dtype=np.uint8)
+        else:
+            del arrays["tf_data"]
+        with path.open("wb") as out:
+            np.savez(out, **arrays)
+    restarted = start(kb_dir, store, cache)
+    assert builds == [3, 3]
+    assert restarted.ask(QUESTION) == cold.ask(QUESTION)
+    start(kb_dir, store, cache)
+    assert builds == [3, 3]   # and the rebuilt index was saved again
+
+
+def test_a_saved_index_of_another_knowledge_directory_is_not_used(
+        kb_dir: Path, tmp_path: Path, cache: Path, store: Store, builds: list[int]) -> None:
+    start(kb_dir, store, cache)
+    other = tmp_path / "other"
+    write(other, ARTICLES[0])
+    assert [hit.article.id for hit in start(other, store, cache).index.search("library bridge park", 5)] == ["library"]
+    assert builds == [3, 1]
+
+
+def test_ask_on_the_command_line_keeps_and_reuses_the_saved_index(
+        kb_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        builds: list[int]) -> None:
+    database = tmp_path / "data" / "bot.sqlite3"
+    monkeypatch.setenv("DATABASE_PATH", str(database))
+    database.parent.mkdir()   # the bot's data directory; ask makes none of its own
+    outputs = []
+    for _ in range(2):
+        assert cli.main(["ask", "--knowledge", str(kb_dir), "--json", QUESTION]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert builds == [3]
+    assert index_cache.beside(knowledge_cache.beside(database)).exists()  # type: ignore[arg-type]
+    assert outputs[0] == outputs[1] and '"library"' in outputs[0]

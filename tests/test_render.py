@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from bot import i18n
 from bot.answer import Answer
 from bot.knowledge import Changes, KnowledgeBase, Problem
-from bot.render import reload_report, render_html, render_text, stats_report
+from bot.render import reload_report, render_html, render_text, smalltalk_reply, stats_report
+from bot.search import Hit
 from bot.store import Stats
 from tests.conftest import make_article
 
@@ -53,3 +55,32 @@ def test_an_answer_to_a_question_in_another_language_says_so_first_and_still_ans
         assert text.startswith(tr("answer.other_languages", question=tr.language_name("ru"), languages=names))
         assert "Civil Forum recommendations" in text and "Kaletayev presented" in text
     assert render_text(Answer("q", False, False, 0.1, None, (), None, ())).startswith(EN("answer.dont_know"))
+
+
+def test_unsure_guesses_never_show_the_same_sentence_twice() -> None:
+    shared = "The council met on Monday and approved the plan."
+    first = make_article("first", "First article", f"{shared} It costs a lot.")
+    second = make_article("second", "Second article", f"{shared} Nobody objected.")
+    third = make_article("third", "Third article", "Volunteers planted trees in the park.")
+    answer = Answer("what did the council approve?", True, False, 0.6, first, (shared,), None,
+                    (Hit(second, 0.5), Hit(third, 0.4)), guess_sentences=(shared, third.body))
+    text = render_text(answer)
+    assert text.count(shared) == 1
+    assert text.index("1. First article") < text.index(shared) < text.index("2. Second article")
+    assert text.index("3. Third article") < text.index(third.body)
+
+
+def test_small_talk_says_what_the_bot_knows_and_offers_an_article_in_the_readers_language() -> None:
+    english = make_article("en-news", "Council approves the plan", "Body.", published=dt.date(2024, 5, 2))
+    russian = make_article("ru-news", "Совет одобрил план", "Тело.", language="ru", published=dt.date(2024, 5, 1))
+    ru = i18n.translator("ru")
+    text = smalltalk_reply("greeting", ru, 2, ("en", "ru"), (english, russian))
+    assert text.splitlines() == [
+        ru("smalltalk.greeting"),
+        ru("smalltalk.knows", articles="2 статьи", languages="английский, русский"),
+        ru("smalltalk.example", title="Совет одобрил план"),
+        ru("answer.latest_hint"),
+    ]
+    assert smalltalk_reply("who", EN, 0, (), ()).splitlines() == [EN("smalltalk.who"), EN("answer.latest_hint")]
+    hostile = make_article("x", "<script> & " * 40, "Body.")
+    assert "&lt;script&gt;" in smalltalk_reply("help", EN, 1, ("en",), (hostile,))

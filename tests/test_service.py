@@ -51,8 +51,8 @@ def test_an_unanswerable_question_is_refused_and_shown_in_stats(service: Service
 
 def test_feedback_is_recorded(service: Service, store: Store) -> None:
     article = next(iter(service.kb.articles))
-    service.feedback(SEED_QUESTION, article, helpful=False)
-    service.feedback(SEED_QUESTION, article, helpful=True)
+    service.feedback(SEED_QUESTION, [article], helpful=False)
+    service.feedback(SEED_QUESTION, [article], helpful=True)
     stats = store.stats()
     assert (stats.helpful, stats.unhelpful) == (1, 1)
     assert stats.top_unhelpful == [(SEED_QUESTION, 1)]

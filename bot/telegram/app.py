@@ -3,8 +3,10 @@
 `python -m bot run` sets up logging (`bot.config.configure_logging`) and calls `run`. Long polling by
 default; with WEBHOOK_URL set, a webhook that checks Telegram's secret token.
 Start-up (`post_init`) opens the database (PostgreSQL with DATABASE_URL, else SQLite), loads the knowledge
-base (refusing to start on problems, listed as file:line), sets the command menus, and schedules the jobs:
-the broadcast resume on the replica that leads (`bot.telegram.replicas`), and following reloads made elsewhere.
+base (refusing to start on problems, listed as file:line), sets the command menus, resumes any broadcast that a
+restart cut short, and starts following the sources in sources.yaml (`bot.telegram.sources`). With several
+replicas the scheduled jobs run on the one that leads (`bot.telegram.replicas`), and each follows reloads made
+on the others.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bot import knowledge_cache, notify
 from bot.config import Settings
 from bot.service import Service
 from bot.store import open_store
-from bot.telegram import commands, replicas
+from bot.telegram import commands, maintenance, replicas, sources
 from bot.telegram.common import SERVICE, SETTINGS, service_of
 from bot.telegram.keyboards import callback_key
 
@@ -67,6 +69,12 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     await commands.set_menus(application)
     await replicas.start(application, shared=settings.database_url is not None)
     replicas.when_leading(application, _resume_broadcast, "broadcast")
+    assert application.job_queue is not None
+    # Every replica sweeps: deliveries are claimed in the store, so the work is shared, never doubled.
+    application.job_queue.run_repeating(_sweep, interval=notify.SWEEP, first=notify.SWEEP, name="broadcast-sweep")
+    application.job_queue.run_repeating(replicas.leader_only(maintenance.prune), interval=maintenance.DAY,
+                                        name="retention", job_kwargs=maintenance.at_start())
+    sources.start(application, settings, service)
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -79,7 +87,16 @@ async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
         log.info("resumed broadcast: %s", report)
 
 
+async def _sweep(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Finish what another replica left when it died, and retry what was left pending: nothing, usually."""
+    service = service_of(context)
+    report = await notify.broadcast(context.bot, service.store, service.kb)
+    if report.delivered or report.removed_chats:
+        log.info("broadcast sweep: %s", report)
+
+
 async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    await sources.stop(application)   # before the store closes: a poll under way writes its source's state
     service: Service | None = application.bot_data.get(SERVICE)
     if service is not None:
         await replicas.stop(application)

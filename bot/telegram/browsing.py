@@ -14,7 +14,7 @@ from bot.knowledge import Article
 from bot.render import about, article_card, article_list, no_match
 from bot.service import MAX_LIST, Service, clean_question
 from bot.telegram.common import NO_PREVIEW, Context, service_of
-from bot.telegram.keyboards import callback_key, list_keyboard, source_keyboard
+from bot.telegram.keyboards import callback_key, list_keyboard
 
 DEFAULT_COUNT = 5
 SEARCH_RESULTS = 5
@@ -75,7 +75,6 @@ async def inline_query(update: Update, context: Context, tr: Translator) -> None
             description=clip(a.summary, 120, html_mode=False),
             input_message_content=InputTextMessageContent(article_card(a, tr), parse_mode=ParseMode.HTML,
                                                           link_preview_options=NO_PREVIEW),
-            reply_markup=source_keyboard(a, tr),
         )
         for a in articles
     ]
@@ -91,8 +90,7 @@ async def article_button(update: Update, context: Context, tr: Translator, messa
         await query.answer(tr("button.gone"))
         return
     await query.answer()
-    await message.reply_html(article_card(article, tr), reply_markup=source_keyboard(article, tr), do_quote=False,
-                             link_preview_options=NO_PREVIEW)
+    await message.reply_html(article_card(article, tr), do_quote=False, link_preview_options=NO_PREVIEW)
 
 
 async def latest_button(update: Update, context: Context, tr: Translator, message: Message, rest: str) -> None:

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.format import escape
 from bot.i18n import Translator
 from bot.service import Service
-from bot.telegram import admin, asking, browsing, keyboards, language, subscriptions
+from bot.telegram import admin, asking, browsing, keyboards, language, maintenance, sources, subscriptions
 from bot.telegram.common import (
     NO_PREVIEW,
     SETTINGS,
@@ -98,16 +98,23 @@ COMMANDS: tuple[Command, ...] = (
     Command("subscriptions", subscriptions.subscriptions),
     Command("unsubscribe", subscriptions.unsubscribe, Access.CHAT_ADMINS),
     Command("language", language.choose),
+    Command("forget", maintenance.forget, Access.CHAT_ADMINS),
     Command("reload", admin.reload, Access.BOT_ADMINS),
     Command("stats", admin.stats, Access.BOT_ADMINS),
+    Command("add", sources.add, Access.BOT_ADMINS, usage=True),
+    Command("sources", sources.sources, Access.BOT_ADMINS),
 )
 
 BUTTONS: tuple[Button, ...] = (
     Button(keyboards.ARTICLE, browsing.article_button),
     Button(keyboards.LATEST, browsing.latest_button),
     Button(keyboards.FEEDBACK, asking.feedback_button),
+    Button(keyboards.MORE, asking.more_button),
     Button(keyboards.UNSUBSCRIBE, subscriptions.remove_button, Access.CHAT_ADMINS),
     Button(keyboards.LANGUAGE, language.chosen_button, Access.CHAT_ADMINS),
+    Button(keyboards.FORGET, maintenance.forget_button, Access.CHAT_ADMINS),
+
+    Button(keyboards.SOURCE, sources.pause_button, Access.BOT_ADMINS),
 )
 
 _ASK = next(c for c in COMMANDS if c.name == "ask")
@@ -168,7 +175,7 @@ def guarded(command: Command) -> Callable[[Update, Context], Awaitable[None]]:
 
 
 async def on_text(update: Update, context: Context) -> None:
-    """Plain text: a question in private chats; in groups only when addressed to the bot (then as /ask)."""
+    """Plain text or media: a question in private chats; in groups only when addressed to the bot (then as /ask)."""
     message = update.effective_message
     if message is not None and asking.question_of(message, context.bot) is not None:
         await _ask(update, context)
@@ -237,8 +244,12 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
         application.add_handler(CommandHandler(command.name, guarded(command)))
     # Any other /command in a private chat: a pointer to /help (in groups it may be meant for another bot).
     application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, unknown_command))
-    # Questions: any text in private chats; in groups only what is addressed to the bot.
-    application.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, on_text))
+    # Questions: any text in private chats; in groups only what is addressed to the bot. A photo's or document's
+    # caption is its question; a voice message, a sticker or media without a caption get told the bot reads text.
+    media = (filters.PHOTO | filters.VIDEO | filters.ANIMATION | filters.Document.ALL | filters.VOICE | filters.AUDIO
+             | filters.VIDEO_NOTE | filters.Sticker.ALL)
+    application.add_handler(MessageHandler(filters.UpdateType.MESSAGE & (filters.TEXT | media) & ~filters.COMMAND,
+                                           on_text))
     # A group upgraded to a supergroup keeps its subscriptions.
     application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, subscriptions.on_migrate))
     application.add_handler(CallbackQueryHandler(on_button))

@@ -34,8 +34,8 @@ def subscribed_text(result: Subscribed, tr: Translator) -> str:
     return text
 
 
-def _subscribe(service: Service, chat_id: int, words: str, language: str) -> Subscribed:
-    result = service.subscribe(chat_id, words)
+def _subscribe(service: Service, chat_id: int, words: str, language: str, thread_id: int | None) -> Subscribed:
+    result = service.subscribe(chat_id, words, thread_id)
     if result.subscription is not None and service.chat_language(chat_id) is None:
         service.set_chat_language(chat_id, language)
     return result
@@ -45,9 +45,10 @@ async def subscribe(update: Update, context: Context, tr: Translator) -> None:
     message, chat = update.effective_message, update.effective_chat
     if message is None or chat is None:
         return
+    thread_id = message.message_thread_id if message.is_topic_message else None   # news goes to this topic
     result = await asyncio.to_thread(_subscribe, service_of(context), chat.id, " ".join(context.args or []),
-                                     tr.language)
-    await message.reply_html(subscribed_text(result, tr))
+                                     tr.language, thread_id)
+    await message.reply_html(subscribed_text(result, tr))   # in a topic, the reply stays in it
 
 
 async def unsubscribe(update: Update, context: Context, tr: Translator) -> None:

@@ -122,6 +122,38 @@ class _Bucket:
         return (1 - self.tokens) / self.rate
 
 
+@dataclass(slots=True)
+class _SlidingLimits:
+    """Telegram's limits as sliding windows: at most `per_second` sends in ANY second (not per calendar second,
+    not a bucket that refills), `per_chat` in any second to one chat, `per_group` in any minute to one group."""
+
+    per_second: int
+    per_chat: int
+    per_group: int
+    overall: deque[float] = field(default_factory=deque)
+    chats: dict[int, deque[float]] = field(default_factory=dict)
+    groups: dict[int, deque[float]] = field(default_factory=dict)
+
+    @staticmethod
+    def _wait(window: deque[float], limit: int, span: float, now: float) -> float:
+        while window and window[0] <= now - span:
+            window.popleft()
+        return window[0] + span - now if len(window) >= limit else 0.0
+
+    def take(self, chat_id: object, now: float) -> float:
+        """0 when the send is allowed (and counted), else the seconds until it would be."""
+        windows = [(self.overall, self.per_second, 1.0)]
+        if isinstance(chat_id, int):
+            windows.append((self.chats.setdefault(chat_id, deque()), self.per_chat, 1.0))
+            if chat_id < 0:
+                windows.append((self.groups.setdefault(chat_id, deque()), self.per_group, 60.0))
+        wait = max(self._wait(window, limit, span, now) for window, limit, span in windows)
+        if not wait:
+            for window, _limit, _span in windows:
+                window.append(now)
+        return wait
+
+
 class _HtmlChecker(HTMLParser):
     """Telegram's HTML parse mode: a few tags, properly nested; the visible text is collected."""
 
@@ -194,6 +226,16 @@ def _check_keyboard(markup: Any) -> None:
                 raise ApiError(400, f"Bad Request: inline keyboard button URL '{url}' is invalid: Wrong HTTP URL")
 
 
+_FILE = {"file_id": "file-1", "file_unique_id": "unique-1"}
+_MEDIA: dict[str, Any] = {   # what a user may send instead of text, as Telegram describes each
+    "photo": [{**_FILE, "width": 640, "height": 480}],
+    "document": {**_FILE, "file_name": "report.pdf", "mime_type": "application/pdf"},
+    "video": {**_FILE, "width": 640, "height": 480, "duration": 5},
+    "voice": {**_FILE, "duration": 3, "mime_type": "audio/ogg"},
+    "sticker": {**_FILE, "type": "regular", "width": 512, "height": 512, "is_animated": False, "is_video": False},
+}
+
+
 def _auto_entities(text: str) -> list[dict[str, Any]]:
     """The entities Telegram's clients attach: a leading /command and @mentions."""
     entities: list[dict[str, Any]] = []
@@ -234,6 +276,7 @@ class FakeTelegram:
         self._per_chat_rate: float | None = None
         self._per_chat: dict[int, _Bucket] = {}
         self._retry_after = 1
+        self._sliding: _SlidingLimits | None = None
         self._consumed: set[int] = set()
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
@@ -354,8 +397,15 @@ class FakeTelegram:
         reply_to_bot: bool = False,
         entities: list[dict[str, Any]] | None = None,
         language: str = "en",
+        thread_id: int | None = None,
+        media: str | None = None,
     ) -> dict[str, Any]:
-        """Queue a user's text message for getUpdates; commands and @mentions get entities as in Telegram."""
+        """Queue a user's text message for getUpdates; commands and @mentions get entities as in Telegram.
+
+        `thread_id`: the message was written in that topic of a forum supergroup. With `media` ("photo",
+        "document", "video", "voice", "sticker") the message carries that instead, and `text` is its caption
+        (none when empty).
+        """
         if chat_type == "private" and chat_id < 0:
             chat_type = "supergroup" if chat_id < -10**12 else "group"
         message: dict[str, Any] = {
@@ -363,11 +413,17 @@ class FakeTelegram:
             "date": int(time.time()),
             "chat": self.chat(chat_id, chat_type),
             "from": self.user(user_id, language),
-            "text": text,
         }
+        if thread_id is not None:  # written in a forum topic
+            message.update(message_thread_id=thread_id, is_topic_message=True)
+        field = "text" if media is None else "caption"
+        if media is not None:
+            message[media] = _MEDIA[media]
+        if text or media is None:
+            message[field] = text
         found = _auto_entities(text) if entities is None else entities
         if found:
-            message["entities"] = found
+            message["entities" if media is None else "caption_entities"] = found
         if reply_to_bot:
             message["reply_to_message"] = self._bot_message_in(chat_id)
         self._messages[(chat_id, message["message_id"])] = message
@@ -459,6 +515,13 @@ class FakeTelegram:
         self._per_chat = {}
         self._retry_after = retry_after
 
+    def enforce_telegram_limits(
+        self, per_second: int = 30, per_chat_per_second: int = 1, per_group_per_minute: int = 20, retry_after: int = 1
+    ) -> None:
+        """Refuse (429, `retry_after`) any message beyond these counts in any sliding second (minute for groups)."""
+        self._sliding = _SlidingLimits(per_second, per_chat_per_second, per_group_per_minute)
+        self._retry_after = retry_after
+
     # --- the server ------------------------------------------------------
 
     def _notify(self) -> None:
@@ -511,6 +574,12 @@ class FakeTelegram:
         if method not in _SENDING:
             return
         now = time.monotonic()
+        if self._sliding is not None:
+            wait = self._sliding.take(params.get("chat_id"), now)
+            if wait:
+                self.rate_limited += 1
+                retry_after = max(self._retry_after, math.ceil(wait))
+                raise ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
         waits = []
         chat_id = params.get("chat_id")
         bucket = None
@@ -676,6 +745,8 @@ class FakeTelegram:
         }
         if isinstance(params.get("reply_markup"), dict) and "inline_keyboard" in params["reply_markup"]:
             message["reply_markup"] = params["reply_markup"]
+        if params.get("message_thread_id"):
+            message.update(message_thread_id=params["message_thread_id"], is_topic_message=True)
         reply = params.get("reply_parameters") or {}
         replied = self._messages.get((chat_id, reply.get("message_id") or params.get("reply_to_message_id") or 0))
         if replied is not None:
