@@ -368,7 +368,7 @@ async def test_the_question_limit_holds_across_replicas(
 # --- a broadcast is shared work ---------------------------------------------------------------------------
 
 SUBSCRIBERS = range(7001, 7501)
-DELIVERED = re.compile(r"BroadcastReport\(delivered=(\d+)")
+DELIVERED = re.compile(r"bot\.notify: broadcast: BroadcastReport\(delivered=(\d+)")
 
 
 def _subscribe_all(database_url: str, tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ everywhere, is coordinated through the store:
   registering `leader_only(callback)` instead of `callback`: one line per job. Catch-up work a dead leader may
   have left (the broadcast resume) is registered with `when_leading`: it runs each time a replica takes the lease;
 - a reload that changed the knowledge base bumps the store's knowledge-base version (`Service.reload`); every
-  replica looks every KB_POLL_SECONDS and rereads the KNOWLEDGE_DIR they share when it moved (`Service.follow`).
+  replica looks every KB_POLL_SECONDS and rereads the KNOWLEDGE_DIR they share when it moved (`Service.follow`),
+  then joins the broadcast of the new articles (deliveries are claimed per chat in the store: shared, not doubled).
 
 With SQLite there is one process, so it leads from the start without a lease: a restart after a crash must not
 wait for the dead process's lease to run out.
@@ -28,6 +29,7 @@ from collections.abc import Awaitable, Callable
 
 from telegram.ext import Application
 
+from bot import notify
 from bot.store import Store, StoreError
 from bot.telegram.common import SERVICE, Context, service_of
 
@@ -156,6 +158,11 @@ async def follow_knowledge(context: Context) -> None:
         changes = result.changes
         log.info("followed a reload made elsewhere: %d articles (%d added, %d updated, %d removed)",
                  len(result.new.articles), len(changes.added), len(changes.updated), len(changes.removed))
+        if changes.added:   # the replica that reloaded announced them: take a share of the deliveries (claimed)
+            service = service_of(context)
+            context.application.create_task(notify.broadcast(context.bot, service.store, service.kb),
+                                             name="broadcast")   # notify logs its report
     else:
         log.warning("a reload made elsewhere reads with problems here, so the old knowledge base stays: %s",
                     result.problems[0])
+
