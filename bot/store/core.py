@@ -411,13 +411,13 @@ class Store:
         """
         if capacity < 1 or per_second <= 0:
             raise ValueError("a token bucket needs capacity >= 1 and per_second > 0")
-        now = time.time()
         with self._write() as db:
             db.execute("INSERT INTO buckets (name, tokens, updated) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                       (bucket, capacity, now))
+                       (bucket, capacity, time.time()))
             tokens, updated = db.execute(
                 f"SELECT tokens, updated FROM buckets WHERE name = ?{self._backend.for_update}", (bucket,)
             ).fetchone()
+            now = time.time()  # read once the bucket is ours: a stamp taken before waiting for it lets sends bunch up
             tokens = min(capacity, tokens + max(0.0, now - updated) * per_second)
             wait = 0.0 if tokens >= 1 - TOKEN_ROUNDING else (1 - tokens) / per_second
             if not wait:
