@@ -4,7 +4,8 @@
 
 Sections: latency (item 1), throughput (2), startup (3 and 4: start-up, reload,
 memory), broadcast (5), build (6), store (issue 12: PostgreSQL beside SQLite),
-sources (issue 11: 200 feeds polled beside answering), and
+sources (issue 11: 200 feeds polled beside answering), replicas (issue 12: a broadcast shared by 2 and 3 replica
+processes, and one killed every 10 s), and
 the quality sections summaries and retrieval. Each figure is printed beside its baseline measured in the same run,
 the ratio between them, and the issue's goal. A section that is missing or
 fails is reported as such and the others still run. The machine (cores, Python,
@@ -93,7 +94,8 @@ def machine() -> list[tuple[str, str]]:
 
 # --- the sections: each module's `run(shared, quick) -> Section` --------------------
 
-ORDER = ("latency", "throughput", "startup", "broadcast", "build", "store", "sources", "summaries", "retrieval")
+ORDER = ("latency", "throughput", "startup", "broadcast", "build", "store", "sources", "replicas", "summaries",
+         "retrieval")
 
 
 def _section(name: str) -> Callable[[Path, bool], Section]:
@@ -109,6 +111,7 @@ SECTIONS: dict[str, Callable[[Path, bool], Section]] = {name: _section(name) for
 SECTION_TITLES = {
     "latency": "1. Answer latency", "throughput": "2. Bot throughput", "startup": "3-4. Start-up, reload and memory",
     "broadcast": "5. Broadcast", "build": "6. Build", "store": "7. Store", "sources": "8. Followed sources",
+    "replicas": "9. Replicas",
     "summaries": "Summary quality",
     "retrieval": "Answer quality",
 }

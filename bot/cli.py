@@ -231,7 +231,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_problems(settings.knowledge_dir, exc.problems)
         return 1
     except StoreError as exc:
-        print(f"Cannot use the database {settings.database_path}: {exc}", file=sys.stderr)
+        where = "at DATABASE_URL" if settings.database_url else settings.database_path
+        print(f"Cannot use the database {where}: {exc}", file=sys.stderr)
         return 1
     except InvalidToken:
         print("Telegram refused TELEGRAM_BOT_TOKEN; copy it again from @BotFather (or /revoke and get a new one).",
@@ -309,7 +310,7 @@ def _cmd_poll(args: argparse.Namespace) -> int:
     from bot.fetch import FetchLimits
     from bot.poller import Poller, PollOutcome
     from bot.sources import read_sources
-    from bot.store import Store, StoreError
+    from bot.store import Store, StoreError, open_store
 
     try:
         settings = local_settings()
@@ -328,7 +329,7 @@ def _cmd_poll(args: argparse.Namespace) -> int:
     limits = FetchLimits(allow_private=settings.allow_private_sources)
     failed = bool(problems)
 
-    def show(outcomes: list[PollOutcome]) -> None:
+    async def show(outcomes: list[PollOutcome]) -> None:
         nonlocal failed
         for outcome in outcomes:
             for ref in outcome.added:
@@ -340,18 +341,21 @@ def _cmd_poll(args: argparse.Namespace) -> int:
             if outcome.error is not None:
                 print(f"failed: {outcome.source.url}: {outcome.error}", file=sys.stderr)
             failed = failed or not outcome.ok or bool(outcome.failed)
+        if any(outcome.added or outcome.updated for outcome in outcomes):
+            await asyncio.to_thread(store.bump_kb_version)   # the running bot (every replica) follows
 
     async def poll(store: Store) -> None:
         async with Poller(knowledge, store, limits=limits) as poller:
             if args.once:
-                show(await poller.poll_all())
+                await show(await poller.poll_all())
             else:
                 await poller.run(show)
 
     try:
-        store = Store(database)
+        store = open_store(settings.database_url, database)
     except StoreError as exc:
-        print(f"Cannot use the database {database}: {exc}", file=sys.stderr)
+        where = "at DATABASE_URL" if settings.database_url else database
+        print(f"Cannot use the database {where}: {exc}", file=sys.stderr)
         return 1
     try:
         asyncio.run(poll(store))

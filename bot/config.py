@@ -38,6 +38,13 @@ Get a token from @BotFather in Telegram (send it /newbot).
 To try the knowledge base without Telegram, run: python -m bot shell"""
 
 
+REPLICA_SECRET_HELP = """\
+WEBHOOK_SECRET is not set, and DATABASE_URL says this bot may run as several replicas behind one WEBHOOK_URL.
+Every replica registers the webhook with its secret, so they must all share one: a random secret per start would
+make each new replica lock the others out. Set the same WEBHOOK_SECRET (A-Z a-z 0-9 _ -, e.g. from
+`python -c "import secrets; print(secrets.token_urlsafe(32))"`) for every replica."""
+
+
 class ConfigError(Exception):
     """A setting is missing or malformed; the message says what to set and how."""
 
@@ -48,6 +55,7 @@ class Settings:
     base_url: str | None = None                  # a self-hosted Bot API server, e.g. http://localhost:8081/bot
     knowledge_dir: Path = DEFAULT_KNOWLEDGE_DIR
     database_path: Path = DEFAULT_DATABASE_PATH
+    database_url: str | None = field(default=None, repr=False)   # PostgreSQL (may hold a password); None: SQLite
     admin_ids: frozenset[int] = frozenset()
     webhook_url: str | None = None                # set: webhook mode; unset: long polling
     webhook_secret: str | None = field(default=None, repr=False)   # webhook mode: WEBHOOK_SECRET or a random one
@@ -128,7 +136,10 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     log_level = (_value(env, "LOG_LEVEL") or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}")
+    database_url = database_url_from(env)
     if webhook_url is not None and secret is None:
+        if database_url is not None:
+            raise ConfigError(REPLICA_SECRET_HELP)
         secret = secrets.token_urlsafe(32)   # a new one each start; made here so that the log can redact it
     port = _int(env, "WEBHOOK_PORT", 8443, minimum=1)
     if port > 65535:
@@ -138,6 +149,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         base_url=_value(env, "TELEGRAM_BASE_URL"),
         knowledge_dir=Path(_value(env, "KNOWLEDGE_DIR") or DEFAULT_KNOWLEDGE_DIR),
         database_path=Path(_value(env, "DATABASE_PATH") or DEFAULT_DATABASE_PATH),
+        database_url=database_url,
         admin_ids=_admin_ids(_value(env, "ADMIN_IDS")),
         webhook_url=webhook_url,
         webhook_secret=secret,
@@ -157,8 +169,18 @@ def local_settings(environ: Mapping[str, str] | None = None, env_file: Path | No
     return Settings(
         knowledge_dir=Path(_value(env, "KNOWLEDGE_DIR") or DEFAULT_KNOWLEDGE_DIR),
         database_path=Path(_value(env, "DATABASE_PATH") or DEFAULT_DATABASE_PATH),
+        database_url=database_url_from(env),
         allow_private_sources=_flag(env, "ALLOW_PRIVATE_SOURCES"),
     )
+
+
+def database_url_from(env: Mapping[str, str]) -> str | None:
+    """DATABASE_URL, checked: only PostgreSQL URLs are accepted, and the message never echoes one (a password)."""
+    url = _value(env, "DATABASE_URL")
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must be a PostgreSQL URL (postgresql://user:password@host:5432/dbname); "
+                          "unset it to keep the SQLite file at DATABASE_PATH")
+    return url
 
 
 def knowledge_dir_from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> Path:

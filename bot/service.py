@@ -62,6 +62,7 @@ class RateLimiter:
     """
 
     MAX_USERS = 10_000   # forget users whose bucket has refilled once this many are tracked
+    blocking = False     # in memory: cheap enough to call on the event loop
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = float(per_minute)
@@ -90,6 +91,46 @@ class RateLimiter:
             user: state for user, state in self._buckets.items()
             if state[0] + (now - state[1]) * self.rate < self.capacity
         }
+
+
+class SharedRateLimiter:
+    """The same limit kept in the store's token buckets, so that replicas on one database share it: a user
+    cannot multiply it by the number of replicas. `check` is a database round trip: call it off the event loop.
+
+    Each replica warns once per run of refusals (so a flood spread over replicas gets one reply per replica at
+    most). A database that cannot be reached lets the question through: the limit protects the bot, an outage
+    must not silence it.
+    """
+
+    blocking = True
+    MAX_WARNED = 10_000   # forget who was warned beyond this many (at worst one more polite reply each)
+
+    def __init__(self, store: Store, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._store = store
+        self._warned: set[int] = set()
+        self._lock = threading.Lock()
+
+    def check(self, user_id: int) -> tuple[bool, bool]:
+        """(allowed, warn)."""
+        if self.capacity <= 0:
+            return True, False
+        try:
+            wait = self._store.take_token(f"user:{user_id}", self.capacity, self.rate)
+        except StoreError as exc:
+            log.warning("could not check the rate limit in the database; letting the request through: %s", exc)
+            return True, False
+        with self._lock:
+            if not wait:
+                self._warned.discard(user_id)
+                return True, False
+            if user_id in self._warned:
+                return False, False
+            if len(self._warned) >= self.MAX_WARNED:
+                self._warned.clear()
+            self._warned.add(user_id)
+            return False, True
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,24 +254,29 @@ def _answering_first() -> Iterator[None]:
 class Service:
     """The knowledge base being served, the answering, the statistics and the limits."""
 
-    def __init__(self, knowledge_dir: Path, store: Store, *, user_rate_limit: int = 0,
+    def __init__(self, knowledge_dir: Path, store: Store, *, user_rate_limit: int = 0, shared: bool = False,
                  cache_path: Path | None = None, article_key: Callable[[str], str] = same_id) -> None:
         """Load the knowledge base now; KnowledgeError lists every problem (then nothing is served).
 
+        `shared`: other replicas use the same store, so the rate limit and each chat's language are kept there
+        rather than in this process (where another replica's change would go unseen).
         `cache_path` keeps the articles parsed from files across restarts (see `bot.knowledge_cache`).
         `article_key` shortens an article id for a front end with a size limit (Telegram's callback data);
         `article` takes either.
         """
         self.knowledge_dir = knowledge_dir
         self.store = store
-        self.limiter = RateLimiter(user_rate_limit)
+        self.limiter: RateLimiter | SharedRateLimiter = (
+            SharedRateLimiter(store, user_rate_limit) if shared else RateLimiter(user_rate_limit))
         self._article_key = article_key
         self._files = _FileCache(ArticleCache(cache_path, knowledge_dir) if cache_path else None)
         self._index_path = index_cache.beside(cache_path) if cache_path else None
         self._reload_lock = asyncio.Lock()
         self._stats_paused_until = 0.0
         self._record_lock = threading.Lock()
-        self._languages: dict[int, str | None] = {}   # chat -> its chosen language, as read from the store
+        # chat -> its chosen language, as read from the store; None: always read the store (replicas)
+        self._languages: dict[int, str | None] | None = None if shared else {}
+        self._kb_version = store.kb_version()   # read before the files: a change published later is followed
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
@@ -312,19 +358,51 @@ class Service:
     async def reload(self) -> ReloadResult:
         """Reread the knowledge base off the event loop; swap it in only if it has no problems.
 
-        Reloads run one at a time; the index is rebuilt only when something changed.
+        Reloads run one at a time; the index is rebuilt only when something changed, and then the change is
+        published (the store's knowledge-base version) for other replicas to `follow`.
         """
+        return await self._reload(publish=True)
+
+    async def follow(self) -> ReloadResult | None:
+        """Reload if another replica (or `python -m bot poll`) published a change since this one last read the
+        files (they share KNOWLEDGE_DIR); None when nothing was published."""
+        if await asyncio.to_thread(self.store.kb_version) == self._kb_version:
+            return None
+        return await self._reload(publish=False)
+
+    async def _reload(self, *, publish: bool) -> ReloadResult:
         async with self._reload_lock:
+            version = await asyncio.to_thread(self._published_version)   # before the files are read
             old = self._loaded
             with _answering_first():
                 kb, problems, changes = await asyncio.to_thread(self._read, old.index.kb)
                 if problems:
+                    self._kb_version = version   # a broken knowledge base is not tried again until the next change
                     return ReloadResult(old.index.kb, old.index.kb, problems=tuple(problems))
-                if changes or kb.faq != old.index.kb.faq:
+                changed = bool(changes) or kb.faq != old.index.kb.faq
+                if changed:
                     self._loaded = await asyncio.to_thread(self._update, old.index, kb, changes)
                     await asyncio.to_thread(self._save_index)
             gc.freeze()
+            self._kb_version = await asyncio.to_thread(self._publish, version) if changed and publish else version
             return ReloadResult(old.index.kb, self.kb, changes)
+
+    def _published_version(self) -> int:
+        try:
+            return self.store.kb_version()
+        except StoreError as exc:
+            log.warning("could not read the knowledge-base version; this reload is not shared: %s", exc)
+            return self._kb_version
+
+    def _publish(self, read: int) -> int:
+        """Bump the shared version. If another replica bumped it since `read`, keep `read` as ours, so that
+        this replica follows that change too (it may have been written after our files were read)."""
+        try:
+            bumped = self.store.bump_kb_version()
+        except StoreError as exc:
+            log.warning("could not publish the reload; other replicas follow it at the next one: %s", exc)
+            return read
+        return bumped if bumped == read + 1 else read
 
     def _update(self, index: Index, kb: KnowledgeBase, changes: Changes) -> _Loaded:
         """Index only what changed (see `Index.updated`): a new article costs what it holds, not what the rest do."""
@@ -362,8 +440,9 @@ class Service:
 
     def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
         self.store.migrate_chat(old_chat_id, new_chat_id)
-        self._languages.pop(old_chat_id, None)
-        self._languages.pop(new_chat_id, None)
+        if self._languages is not None:
+            self._languages.pop(old_chat_id, None)
+            self._languages.pop(new_chat_id, None)
 
     def forget_chat(self, chat_id: int) -> None:
         """/forget: everything stored about the chat goes, the language remembered here too."""
@@ -374,15 +453,20 @@ class Service:
         return self.store.stats()
 
     def chat_language(self, chat_id: int) -> str | None:
-        """The language the chat chose (or subscribed in), remembered after the first read."""
+        """The language the chat chose (or subscribed in), remembered after the first read (one process only)."""
+        if self._languages is None:
+            return self.store.chat_language(chat_id)
         if chat_id not in self._languages:
             self._languages[chat_id] = self.store.chat_language(chat_id)
         return self._languages[chat_id]
 
     def known_language(self, chat_id: int) -> tuple[bool, str | None]:
         """(known, language) without touching the store: whether `chat_language` has been read already."""
-        return chat_id in self._languages, self._languages.get(chat_id)
+        if self._languages is None or chat_id not in self._languages:
+            return False, None
+        return True, self._languages[chat_id]
 
     def set_chat_language(self, chat_id: int, language: str | None) -> None:
         self.store.set_chat_language(chat_id, language)
-        self._languages[chat_id] = language
+        if self._languages is not None:
+            self._languages[chat_id] = language

@@ -2,10 +2,11 @@
 
 `python -m bot run` sets up logging (`bot.config.configure_logging`) and calls `run`. Long polling by
 default; with WEBHOOK_URL set, a webhook that checks Telegram's secret token.
-Start-up (`post_init`) opens the database, loads the knowledge base (refusing
-to start on problems, listed as file:line), sets the command menus,
-resumes any broadcast that a restart cut short, and starts following the
-sources in sources.yaml (`bot.telegram.sources`).
+Start-up (`post_init`) opens the database (PostgreSQL with DATABASE_URL, else SQLite), loads the knowledge
+base (refusing to start on problems, listed as file:line), sets the command menus, resumes any broadcast that a
+restart cut short, and starts following the sources in sources.yaml (`bot.telegram.sources`). With several
+replicas the scheduled jobs run on the one that leads (`bot.telegram.replicas`), and each follows reloads made
+on the others.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 from bot import knowledge_cache, notify
 from bot.config import Settings
 from bot.service import Service
-from bot.store import Store
-from bot.telegram import commands, maintenance, sources
+from bot.store import open_store
+from bot.telegram import commands, maintenance, replicas, sources
 from bot.telegram.common import SERVICE, SETTINGS, service_of
 from bot.telegram.keyboards import callback_key
 
@@ -51,9 +52,10 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
 
 async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
     settings: Settings = application.bot_data[SETTINGS]
-    store = Store(settings.database_path)
+    store = open_store(settings.database_url, settings.database_path)
     try:
         service = Service(settings.knowledge_dir, store, user_rate_limit=settings.user_rate_limit,
+                          shared=settings.database_url is not None,
                           cache_path=knowledge_cache.beside(settings.database_path), article_key=callback_key)
     except BaseException:
         store.close()
@@ -61,22 +63,26 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.bot_data[SERVICE] = service
     log.info("knowledge base %s: %d articles, %d FAQ entries",
              settings.knowledge_dir, len(service.kb.articles), len(service.kb.faq))
-    fresh = await asyncio.to_thread(notify.unannounced, store, service.kb)   # on a new database: none
+    # On a new database the first look records every article as announced (what the knowledge base holds before
+    # the first start is not news): here, before a /reload on this replica could announce anything.
+    await asyncio.to_thread(notify.unannounced, store, service.kb)
     await commands.set_menus(application)
+    await replicas.start(application, shared=settings.database_url is not None)
+    replicas.when_leading(application, _resume_broadcast, "broadcast")
     assert application.job_queue is not None
-    application.job_queue.run_once(_resume_broadcast, when=0, name="broadcast", data=fresh)
+    # Every replica sweeps: deliveries are claimed in the store, so the work is shared, never doubled.
     application.job_queue.run_repeating(_sweep, interval=notify.SWEEP, first=notify.SWEEP, name="broadcast-sweep")
-    application.job_queue.run_repeating(maintenance.prune, interval=maintenance.DAY, name="retention",
-                                        job_kwargs=maintenance.at_start())
+    application.job_queue.run_repeating(replicas.leader_only(maintenance.prune), interval=maintenance.DAY,
+                                        name="retention", job_kwargs=maintenance.at_start())
     sources.start(application, settings, service)
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Deliver what a previous run queued and did not send, and announce articles it never announced (a crash
-    during a /reload, or files added while the bot was down): nothing, usually."""
+    """Deliver what was queued and not sent, and announce articles never announced (a crash during a /reload, or
+    files added while the bot was down): at start, and on the replica that takes over from a dead leader."""
     service = service_of(context)
-    assert context.job is not None
-    report = await notify.notify_new(context.bot, service.store, service.kb, context.job.data)
+    fresh = await asyncio.to_thread(notify.unannounced, service.store, service.kb)
+    report = await notify.notify_new(context.bot, service.store, service.kb, fresh)
     if report.delivered or report.failed:
         log.info("resumed broadcast: %s", report)
 
@@ -93,6 +99,7 @@ async def _post_shutdown(application: Application) -> None:  # type: ignore[type
     await sources.stop(application)   # before the store closes: a poll under way writes its source's state
     service: Service | None = application.bot_data.get(SERVICE)
     if service is not None:
+        await replicas.stop(application)
         service.store.close()
 
 

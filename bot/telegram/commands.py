@@ -147,7 +147,7 @@ async def _refuse(update: Update, text: str) -> None:
 async def _admitted(entry: Command | Button, update: Update, context: Context, tr: Translator) -> bool:
     """The rate limit first (so a flood of refused commands costs no Telegram calls), then who may."""
     if entry.limited:
-        allowed, warn = admit(update, context)
+        allowed, warn = await admit(update, context)
         if not allowed:
             if warn:
                 await _refuse(update, tr("refusal.slow_down"))
@@ -203,7 +203,7 @@ async def on_button(update: Update, context: Context) -> None:
 
 async def on_inline_query(update: Update, context: Context) -> None:
     tr = await translator_of(update, context)
-    allowed, _ = admit(update, context)
+    allowed, _ = await admit(update, context)
     if allowed:
         await browsing.inline_query(update, context, tr)
     elif update.inline_query is not None:
@@ -214,7 +214,7 @@ async def unknown_command(update: Update, context: Context) -> None:
     """A mistyped /command in a private chat gets a pointer to /help rather than silence."""
     message = update.effective_message
     tr = await translator_of(update, context)
-    allowed, warn = admit(update, context)
+    allowed, warn = await admit(update, context)
     if message is not None and (allowed or warn):
         await message.reply_text(tr("refusal.unknown_command") if allowed else tr("refusal.slow_down"))
 

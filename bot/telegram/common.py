@@ -52,10 +52,16 @@ async def translator_of(update: Update, context: Context) -> Translator:
     return i18n.translator(await language_of(update, context))
 
 
-def admit(update: Update, context: Context) -> tuple[bool, bool]:
-    """The per-user rate limit, for every path a user can trigger: (allowed, warn once)."""
+async def admit(update: Update, context: Context) -> tuple[bool, bool]:
+    """The per-user rate limit, for every path a user can trigger: (allowed, warn once). Replicas keep it in the
+    database (a round trip, so off the event loop); one process keeps it in memory."""
     user = update.effective_user
-    return service_of(context).limiter.check(user.id) if user is not None else (True, False)
+    if user is None:
+        return True, False
+    limiter = service_of(context).limiter
+    if limiter.blocking:
+        return await asyncio.to_thread(limiter.check, user.id)
+    return limiter.check(user.id)
 
 
 def is_bot_admin(update: Update, context: Context) -> bool:

@@ -32,6 +32,7 @@ from bot.render import add_report, health_message, sources_report
 from bot.service import Service
 from bot.sources import SOURCES_FILE, Source
 from bot.store import StoreError
+from bot.telegram import replicas
 from bot.telegram.common import NO_PREVIEW, SERVICE, SETTINGS, Context
 from bot.telegram.keyboards import source_key, sources_keyboard
 
@@ -178,7 +179,7 @@ def start(application: Application, settings: Settings, service: Service) -> Non
                     limits=FetchLimits(allow_private=settings.allow_private_sources))
     application.bot_data[FOLLOWING] = Following(poller)
     assert application.job_queue is not None
-    application.job_queue.run_repeating(_tick, interval=TICK, first=0, name="sources")
+    application.job_queue.run_repeating(replicas.leader_only(_tick), interval=TICK, first=0, name="sources")
 
 
 async def stop(application: Application) -> None:  # type: ignore[type-arg]

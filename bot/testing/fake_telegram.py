@@ -3,7 +3,9 @@
 It speaks the real wire protocol (python-telegram-bot posts form-encoded or
 multipart bodies where non-string values are JSON strings, and expects
 ``{"ok": ..., "result": ...}`` back), so the real ``Application`` runs against
-it unchanged. It checks what the real server checks and our code could get
+it unchanged. Pushed updates are handed out by getUpdates, or, once setWebhook
+is called, POSTed to the webhook's URL with its secret-token header and tried
+again until answered 200, as Telegram does. It checks what the real server checks and our code could get
 wrong: HTML entities, message length, button data, and flood limits.
 """
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from telegram.constants import InlineKeyboardButtonLimit, InlineQueryLimit, InlineQueryResultLimit, MessageLimit
 
@@ -278,6 +281,10 @@ class FakeTelegram:
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self.webhook_posts: list[tuple[int, int]] = []   # (update_id, HTTP status; 0: no answer) per webhook POST
+        self._hook_session: aiohttp.ClientSession | None = None
+        self._hook_slots = asyncio.Semaphore(40)
+        self._deliveries: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------
 
@@ -298,6 +305,12 @@ class FakeTelegram:
     async def stop(self) -> None:
         self._closing.set()
         self._notify()
+        for task in list(self._deliveries):
+            task.cancel()
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        if self._hook_session is not None:
+            await self._hook_session.close()
+            self._hook_session = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -336,9 +349,43 @@ class FakeTelegram:
 
     def _push(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         update = {"update_id": next(self._update_ids), kind: payload}
-        self._updates.append(update)
+        if self.webhook is not None:
+            self._post_to_webhook(update)
+        else:
+            self._updates.append(update)
         self._notify()
         return update
+
+    def _post_to_webhook(self, update: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(update))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, update: dict[str, Any]) -> None:
+        """POST one update until the webhook answers 200 (backing off up to a second), as Telegram does."""
+        delay = 0.05
+        async with self._hook_slots:
+            while True:
+                hook = self.webhook
+                if hook is None:   # the webhook was deleted meanwhile: getUpdates hands it out
+                    self._updates.append(update)
+                    self._notify()
+                    return
+                secret = hook.get("secret_token")
+                headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+                if self._hook_session is None:
+                    self._hook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+                try:
+                    async with self._hook_session.post(hook["url"], json=update, headers=headers) as response:
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError):
+                    status = 0
+                self.webhook_posts.append((update["update_id"], status))
+                self._notify()
+                if status == 200:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 1.0)
 
     def push_message(
         self,
@@ -604,6 +651,9 @@ class FakeTelegram:
                 "supports_inline_queries": True, "can_connect_to_business": False, "has_main_web_app": False}
 
     async def _api_getUpdates(self, params: dict[str, Any]) -> Any:
+        if self.webhook is not None:
+            raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
+                                "use deleteWebhook to delete the webhook first")
         offset = int(params.get("offset") or 0)
         limit = int(params.get("limit") or 100)
         deadline = time.monotonic() + float(params.get("timeout") or 0)
@@ -625,9 +675,15 @@ class FakeTelegram:
         return True
 
     async def _api_setWebhook(self, params: dict[str, Any]) -> Any:
+        if not str(params.get("url") or "").startswith(("https://", "http://")):
+            raise ApiError(400, "Bad Request: bad webhook: an HTTPS URL must be provided for webhook")
+        if self.webhook is None or self.webhook.get("max_connections") != params.get("max_connections"):
+            self._hook_slots = asyncio.Semaphore(int(params.get("max_connections") or 40))
         self.webhook = params
         if params.get("drop_pending_updates"):
             self._updates.clear()
+        while self._updates:   # what getUpdates had not handed out goes to the webhook
+            self._post_to_webhook(self._updates.popleft())
         return True
 
     async def _api_getWebhookInfo(self, params: dict[str, Any]) -> Any:
