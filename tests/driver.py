@@ -58,7 +58,7 @@ def service(application: Application) -> Service:  # type: ignore[type-arg]
     return application.bot_data[SERVICE]  # type: ignore[no-any-return]
 
 
-async def reply(tg: FakeTelegram, chat_id: int = USER, contains: str = "", timeout: float = 10) -> dict[str, Any]:
+async def reply(tg: FakeTelegram, chat_id: int = USER, contains: str = "", timeout: float = 30) -> dict[str, Any]:
     """The next message the bot sent to this chat (containing `contains`)."""
     return await tg.wait_for("sendMessage", lambda p: p["chat_id"] == chat_id and contains in p["text"],
                              timeout=timeout)
@@ -70,7 +70,7 @@ async def say(tg: FakeTelegram, text: str, chat_id: int = USER, user_id: int | N
     return await reply(tg, chat_id)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"

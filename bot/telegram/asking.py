@@ -56,7 +56,7 @@ async def ask(update: Update, context: Context, tr: Translator) -> None:
     service = service_of(context)
     talk = smalltalk.kind(question)
     if talk is not None:
-        await message.reply_html(_smalltalk(service, talk, tr), link_preview_options=NO_PREVIEW)
+        await message.reply_html(_smalltalk(service, talk, tr), do_quote=True, link_preview_options=NO_PREVIEW)
         return
     answer = await asyncio.to_thread(service.ask, question)
     # Quoting the question keeps it attached to the answer, so feedback can record it without keeping state.

@@ -453,7 +453,7 @@ class FakeTelegram:
         return self._push("inline_query", inline)
 
     async def wait_for(
-        self, method: str, predicate: Callable[[dict[str, Any]], bool] = lambda p: True, timeout: float = 10,
+        self, method: str, predicate: Callable[[dict[str, Any]], bool] = lambda p: True, timeout: float = 30,
         *, ok: bool | None = True,
     ) -> dict[str, Any]:
         """Params of the first call of `method` matching `predicate` not returned by an earlier wait_for.
