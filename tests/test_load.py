@@ -28,7 +28,7 @@ pytestmark = pytest.mark.load
 
 USERS = 50
 PER_USER = 200   # 10,000 messages in all
-BOUND = 120      # seconds: the test stops by itself, passed or not
+BOUND = 300      # seconds: a guard so the test stops by itself if the bot hangs, not a speed goal
 QUESTIONS = (SEED_QUESTION, OFF_TOPIC_QUESTION, "what did the civil forum recommend?", "volunteers road map",
              "how many plan items were executed", "state social contracts doubled?", "/latest 3", "hello")
 

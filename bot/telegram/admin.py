@@ -6,10 +6,9 @@ import asyncio
 
 from telegram import Update
 
-from bot import notify
 from bot.i18n import Translator
 from bot.render import reload_report, stats_report
-from bot.telegram.common import Context, service_of
+from bot.telegram.common import Context, announce_new, service_of
 
 
 async def reload(update: Update, context: Context, tr: Translator) -> None:
@@ -19,11 +18,8 @@ async def reload(update: Update, context: Context, tr: Translator) -> None:
         return
     service = service_of(context)
     result = await service.reload()
-    fresh = await asyncio.to_thread(notify.unannounced, service.store, result.new) if result.ok else []
-    if fresh:  # queued (at the task's first step) before the reply, so a failed reply cannot lose the notification
-        context.application.create_task(
-            notify.notify_new(context.bot, service.store, result.new, fresh), update=update, name="broadcast"
-        )
+    if result.ok:
+        await announce_new(context.application, service, result.new, update)
     await message.reply_html(reload_report(result.old, result.new, result.changes, result.problems,
                                            service.knowledge_dir, tr))
 

@@ -8,11 +8,12 @@ from typing import cast
 
 from telegram import LinkPreviewOptions, Update
 from telegram.constants import ChatMemberStatus, ChatType
-from telegram.ext import ContextTypes
+from telegram.ext import Application, ContextTypes
 
-from bot import i18n
+from bot import i18n, notify
 from bot.config import Settings
 from bot.i18n import Translator
+from bot.knowledge import KnowledgeBase
 from bot.service import Service
 from bot.store import StoreError
 
@@ -31,6 +32,20 @@ def service_of(context: Context) -> Service:
 
 def settings_of(context: Context) -> Settings:
     return cast(Settings, context.bot_data[SETTINGS])
+
+
+async def announce_new(
+    application: Application, service: Service, kb: KnowledgeBase, update: Update | None = None,  # type: ignore[type-arg]
+) -> None:
+    """Queue what subscribers have not heard of in `kb` and broadcast it in the background, as /reload does.
+
+    The task queues the articles durably at its first step, before the caller replies, so a failed reply
+    cannot lose a notification.
+    """
+    fresh = await asyncio.to_thread(notify.unannounced, service.store, kb)
+    if fresh:
+        application.create_task(notify.notify_new(application.bot, service.store, kb, fresh), update=update,
+                                name="broadcast")
 
 
 async def language_of(update: Update, context: Context) -> str:

@@ -22,7 +22,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
-from bot import i18n, notify
+from bot import i18n
 from bot.config import Settings
 from bot.fetch import FetchLimits
 from bot.i18n import Translator
@@ -33,7 +33,7 @@ from bot.service import Service
 from bot.sources import SOURCES_FILE, Source
 from bot.store import StoreError
 from bot.telegram import replicas
-from bot.telegram.common import NO_PREVIEW, SERVICE, SETTINGS, Context
+from bot.telegram.common import NO_PREVIEW, SERVICE, SETTINGS, Context, announce_new
 from bot.telegram.keyboards import source_key, sources_keyboard
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,7 @@ class Following:
                 log.warning("new articles not taken in: the knowledge base has %d problems (see /reload)",
                             len(result.problems))
                 return
-            fresh = await asyncio.to_thread(notify.unannounced, service.store, result.new)
-            if fresh:  # the task queues them durably at its first step, before the next take-in looks
-                application.create_task(notify.notify_new(application.bot, service.store, result.new, fresh),
-                                        name="broadcast")
+            await announce_new(application, service, result.new)
 
     async def aclose(self) -> None:
         """Stop polling: polls under way are cancelled (their sources are polled again at the next start)."""
