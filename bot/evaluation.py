@@ -183,7 +183,7 @@ class MissingData(FileNotFoundError):
 
 @dataclass(frozen=True, slots=True)
 class Case:
-    """One question asked of one drawn knowledge base: `doc_id` and `answer` are None when off-topic."""
+    """One question asked of a knowledge base: `doc_id` is None when off-topic, "" when any article may answer."""
 
     question: str
     doc_id: str | None
@@ -260,8 +260,10 @@ def sweep_draws(data: Path, language: str, split: Split = "all", seed: int = 0,
 
 
 def answered_correctly(answer: Answer, case: Case) -> bool:
-    """Found, the right article, and the reference answer inside the returned sentences."""
-    if not answer.found or answer.article is None or answer.article.id != case.doc_id or case.answer is None:
+    """Found, the right article (any, when the case names none), and the reference answer in the returned sentences."""
+    if not answer.found or answer.article is None or case.answer is None:
+        return False
+    if case.doc_id and answer.article.id != case.doc_id:
         return False
     return _folded(case.answer) in _folded(" ".join(answer.sentences))
 
@@ -271,11 +273,14 @@ def _folded(value: str) -> str:
 
 
 def score_draws(label: str, draws: Iterable[Draw]) -> SweepRow:
-    n_draws = asked = correct = offtopic = refused = 0
-    for draw in draws:
-        n_draws += 1
-        index = Index.build(draw.kb)
-        for case in draw.cases:
+    return _score(label, ((Index.build(draw.kb), draw.cases) for draw in draws))
+
+
+def _score(label: str, rounds: Iterable[tuple[Index, Sequence[Case]]]) -> SweepRow:
+    n_rounds = asked = correct = offtopic = refused = 0
+    for index, cases in rounds:
+        n_rounds += 1
+        for case in cases:
             answer = answer_question(index, case.question)
             if case.doc_id is None:
                 offtopic += 1
@@ -283,7 +288,7 @@ def score_draws(label: str, draws: Iterable[Draw]) -> SweepRow:
             else:
                 asked += 1
                 correct += answered_correctly(answer, case)
-    return SweepRow(label, n_draws, asked, correct / (asked or 1), offtopic, refused / (offtopic or 1))
+    return SweepRow(label, n_rounds, asked, correct / (asked or 1), offtopic, refused / (offtopic or 1))
 
 
 def read_cases(path: Path) -> list[Case]:
@@ -298,17 +303,7 @@ def read_cases(path: Path) -> list[Case]:
 
 def score_cases(label: str, index: Index, cases: Sequence[Case]) -> SweepRow:
     """Like `score_draws` on a knowledge base of one's own: any article counts, its sentence must hold the answer."""
-    asked = correct = offtopic = refused = 0
-    for case in cases:
-        answer = answer_question(index, case.question)
-        if case.doc_id is None:
-            offtopic += 1
-            refused += not answer.found
-        else:
-            asked += 1
-            correct += answer.found and case.answer is not None and \
-                _folded(case.answer) in _folded(" ".join(answer.sentences))
-    return SweepRow(label, 1, asked, correct / (asked or 1), offtopic, refused / (offtopic or 1))
+    return _score(label, [(index, cases)])
 
 
 def sweep(data: Path, split: Split = "all", seed: int = 0) -> list[SweepRow]:
