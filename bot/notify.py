@@ -255,7 +255,6 @@ class _Broadcast:
         self.claimed: deque[tuple[int, list[str], float]] = deque()
         self.claiming = asyncio.Lock()
         self.left: set[int] = set()  # chats this broadcast leaves pending: not tried again until it ends
-        self.newer: set[int] = set()  # chats with articles a newer knowledge base announced: its broadcast sends them
         self.reached: set[int] = set()
         self.unrecorded: list[tuple[int, tuple[str, ...]]] = []
         self.logged: set[str] = set()
@@ -290,7 +289,7 @@ class _Broadcast:
 
     async def others_pending(self) -> bool:
         """Anything queued that this broadcast may still send; called with nothing in flight."""
-        pending = (await _stored(self.store.pending)).keys() - self.left - self.newer
+        pending = (await _stored(self.store.pending)).keys() - self.left
         if pending & self.reached:
             # Queued again while this broadcast held them: its leases go back, so the next claim takes them
             # (a chat it left pending is claimed again and skipped, which renews its pause).
@@ -327,13 +326,11 @@ class _Broadcast:
             return  # claimed again while waiting for other replicas: its pause is not over
         known = [self.articles[i] for i in ids if i in self.articles]
         if len(known) < len(ids):
-            # Announced by a newer reload (here or on another replica) whose broadcast sends them: the chat's
-            # lease goes back at once, so that broadcast need not wait for it to expire.
+            # Announced by a replica that already has them: it, or this one after its reload, sends them.
             self.log_once(logging.INFO, "unknown", "pending articles not in this knowledge base are kept pending")
-            self.newer.add(chat_id)
-            if not known:
-                await _stored(self.store.release_deliveries, self.worker, chat_id)
-                return
+            self.leave(chat_id)
+        if not known:
+            return
         language, subscriptions = await _stored(self.chat_context, chat_id)
         sent = False
         for thread_id, articles in _by_thread(_newest_first(known), subscriptions).items():
@@ -344,8 +341,6 @@ class _Broadcast:
         if sent:
             self.report.chats += 1
             self.reached.add(chat_id)
-        if chat_id in self.newer and chat_id not in self.left:
-            await _stored(self.store.release_deliveries, self.worker, chat_id)
 
     async def send(
         self, chat_id: int, thread_id: int | None, articles: list[Article], language: str, start_by: float

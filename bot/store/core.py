@@ -396,15 +396,10 @@ class Store:
                 self.mark_delivered(chat_id, ())
         return queue
 
-    def release_deliveries(self, worker: str, chat_id: int | None = None) -> None:
-        """Give back the worker's leases (a clean shutdown), or its lease on one chat, so others need not wait
-        for them to expire."""
-        if chat_id is None:
-            self._write_one("UPDATE delivery_leases SET owner = '', expires = 0 WHERE owner = ? AND expires >= ?",
-                            (worker, time.time()))
-        else:
-            self._write_one("UPDATE delivery_leases SET owner = '', expires = 0 WHERE owner = ? AND chat_id = ?",
-                            (worker, chat_id))
+    def release_deliveries(self, worker: str) -> None:
+        """Give back the worker's leases (a clean shutdown), so others need not wait for them to expire."""
+        self._write_one("UPDATE delivery_leases SET owner = '', expires = 0 WHERE owner = ? AND expires >= ?",
+                        (worker, time.time()))
 
     # --- coordination between replicas -------------------------------------
 
