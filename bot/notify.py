@@ -96,7 +96,7 @@ class BroadcastReport:
     chats: int = 0  # chats that received at least one message
     removed_chats: int = 0  # chats that blocked the bot or are gone for good, forgotten
     retried: int = 0  # sends tried again (429, network errors, 5xx)
-    failed: int = 0  # chats left pending for a later broadcast (refused for now, unconfirmed, unknown articles)
+    failed: int = 0  # chats left pending for a later broadcast (refused for now, unconfirmed)
     unconfirmed: int = 0  # sends that timed out: maybe delivered, left pending, not resent in this broadcast
     unrecorded: int = 0  # sends confirmed whose record the store refused even after retries (may repeat)
 
@@ -255,6 +255,7 @@ class _Broadcast:
         self.claimed: deque[tuple[int, list[str], float]] = deque()
         self.claiming = asyncio.Lock()
         self.left: set[int] = set()  # chats this broadcast leaves pending: not tried again until it ends
+        self.newer: set[int] = set()  # chats with articles a newer reload announced: given back to its broadcast
         self.reached: set[int] = set()
         self.unrecorded: list[tuple[int, tuple[str, ...]]] = []
         self.logged: set[str] = set()
@@ -289,7 +290,7 @@ class _Broadcast:
 
     async def others_pending(self) -> bool:
         """Anything queued that this broadcast may still send; called with nothing in flight."""
-        pending = (await _stored(self.store.pending)).keys() - self.left
+        pending = (await _stored(self.store.pending)).keys() - self.left - self.newer
         if pending & self.reached:
             # Queued again while this broadcast held them: its leases go back, so the next claim takes them
             # (a chat it left pending is claimed again and skipped, which renews its pause).
@@ -301,7 +302,11 @@ class _Broadcast:
             if not self.claimed:
                 batch = await _stored(self.store.claim_deliveries, self.worker, self.concurrency, self.lease)
                 start_by = time.monotonic() + self.lease * LEASE_USE
-                self.claimed.extend((chat_id, ids, start_by) for chat_id, ids in batch.items())
+                if given_back := batch.keys() & self.newer:
+                    # Claimed again: back at once. A batch of nothing else ends this round (it would come again).
+                    await _stored(self.store.release_deliveries, self.worker, given_back)
+                self.claimed.extend((chat_id, ids, start_by) for chat_id, ids in batch.items()
+                                    if chat_id not in given_back)
             return self.claimed.popleft() if self.claimed else None
 
     async def work(self) -> None:
@@ -326,11 +331,17 @@ class _Broadcast:
             return  # claimed again while waiting for other replicas: its pause is not over
         known = [self.articles[i] for i in ids if i in self.articles]
         if len(known) < len(ids):
-            # Announced by a replica that already has them: it, or this one after its reload, sends them.
-            self.log_once(logging.INFO, "unknown", "pending articles not in this knowledge base are kept pending")
-            self.leave(chat_id)
-        if not known:
-            return
+            # Announced by a newer reload, here or on another replica, whose broadcast sends them: once this one
+            # has sent what it knows, the chat's lease goes back at once rather than when it expires.
+            self.log_once(logging.INFO, "unknown", "pending articles not in this knowledge base are left to the "
+                          "broadcast of the reload that announced them")
+            self.newer.add(chat_id)
+        if known:
+            await self.deliver_known(chat_id, known, start_by)
+        if chat_id in self.newer and chat_id not in self.left:
+            await _stored(self.store.release_deliveries, self.worker, [chat_id])
+
+    async def deliver_known(self, chat_id: int, known: list[Article], start_by: float) -> None:
         language, subscriptions = await _stored(self.chat_context, chat_id)
         sent = False
         for thread_id, articles in _by_thread(_newest_first(known), subscriptions).items():

@@ -23,7 +23,7 @@ from telegram.request import HTTPXRequest
 
 from bot import knowledge
 from bot.knowledge import Article, KnowledgeBase, write_article
-from bot.notify import broadcast, chat_gone, matches, notify_new, plan
+from bot.notify import LEASE, broadcast, chat_gone, matches, notify_new, plan
 from bot.render import render_messages, render_notification
 from bot.store import Store, StoreError, Subscription, open_store
 from bot.testing.fake_telegram import FakeTelegram, utf16_length, visible_text
@@ -174,6 +174,24 @@ async def test_new_article_reaches_matching_subscribers_once(
     again = await notify_new(bot, store, kb_of(WATER), [WATER])  # the same reload notified twice
     assert again.delivered == 0
     assert len(tg.sent()) == 2
+
+
+async def test_a_broadcast_that_does_not_know_newer_articles_gives_their_chats_back_at_once(
+    tg: FakeTelegram, bot: telegram.Bot, store: Store
+) -> None:
+    """A broadcast from before a reload (or on a replica that has not followed it yet) meets chats queued by the
+    reload: it sends what it knows and leaves the rest to the reload's broadcast without holding their leases."""
+    store.subscribe(1)
+    store.subscribe(2)
+    store.announce(["water-1"], [(1, "water-1")])
+    store.announce(["vote-1"], [(1, "vote-1"), (2, "vote-1")])
+    older = await asyncio.wait_for(broadcast(bot, store, kb_of(WATER)), timeout=LEASE / 2)
+    assert (older.delivered, older.failed) == (1, 0)
+    assert received(tg) == Counter({(1, "water-1"): 1})
+    newer = await asyncio.wait_for(broadcast(bot, store, kb_of(WATER, ELECTION)), timeout=LEASE / 2)
+    assert newer.delivered == 2
+    assert received(tg) == Counter({(1, "water-1"): 1, (1, "vote-1"): 1, (2, "vote-1"): 1})
+    assert store.pending() == {}
 
 
 async def test_several_new_articles_arrive_as_one_digest(tg: FakeTelegram, bot: telegram.Bot, store: Store) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot import service as service_module
-from bot.knowledge import Article, KnowledgeBase, KnowledgeError
+from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError
 from bot.service import (
     MAX_QUESTION_CHARS,
     MAX_SUBSCRIPTIONS,
@@ -160,13 +160,13 @@ async def test_questions_are_answered_while_a_reload_builds(service: Service, ad
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The index is built in a worker thread: the event loop keeps answering until the new one is swapped in."""
     release = threading.Event()
-    build = service_module.Index.build
+    update = service_module.Index.updated
 
-    def slow_build(kb: KnowledgeBase) -> service_module.Index:
+    def slow_update(index: service_module.Index, kb: KnowledgeBase, changes: Changes) -> service_module.Index:
         assert release.wait(timeout=10), "the event loop was blocked while the index was being built"
-        return build(kb)
+        return update(index, kb, changes)
 
-    monkeypatch.setattr(service_module.Index, "build", slow_build)
+    monkeypatch.setattr(service_module.Index, "updated", slow_update)
     add_article("library", "Library renovation approved", LIBRARY)
     reload = asyncio.create_task(service.reload())
     await asyncio.sleep(0.05)

@@ -14,7 +14,7 @@ to well within the lease times they use.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,10 +396,16 @@ class Store:
                 self.mark_delivered(chat_id, ())
         return queue
 
-    def release_deliveries(self, worker: str) -> None:
-        """Give back the worker's leases (a clean shutdown), so others need not wait for them to expire."""
-        self._write_one("UPDATE delivery_leases SET owner = '', expires = 0 WHERE owner = ? AND expires >= ?",
-                        (worker, time.time()))
+    def release_deliveries(self, worker: str, chat_ids: Collection[int] | None = None) -> None:
+        """Give back the worker's leases (a clean shutdown), or those on `chat_ids`, so others need not wait for
+        them to expire. Chats given back one by one go behind the chats already waiting for a claim."""
+        if chat_ids is None:
+            self._write_one("UPDATE delivery_leases SET owner = '', expires = 0 WHERE owner = ? AND expires >= ?",
+                            (worker, time.time()))
+            return
+        marks = ", ".join("?" * len(chat_ids))
+        self._write_one(f"UPDATE delivery_leases SET owner = '', expires = ? WHERE owner = ? AND chat_id IN ({marks})",
+                        (time.time(), worker, *chat_ids))
 
     # --- coordination between replicas -------------------------------------
 

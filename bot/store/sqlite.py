@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 from bot.store.core import StoreError
 from bot.store.files import owner_only, restrict
+
+WAL_RETRY = 0.01  # seconds between tries to switch a new file to WAL
 
 # Each entry moves the schema from version i to i + 1 (PRAGMA user_version). Never edit a published entry:
 # databases in the field are at every one of these versions.
@@ -143,8 +146,7 @@ class SqliteBackend:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         try:
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            with owner_only():
-                self.db.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(timeout)
             self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a crash of the process loses nothing
             self._migrate()
             restrict(files)
@@ -153,6 +155,20 @@ class SqliteBackend:
             if isinstance(exc, StoreError):
                 raise
             raise _error(exc, f"{self.path} cannot be used") from exc
+
+    def _use_wal(self, timeout: float) -> None:
+        """Switching a new file to WAL needs it to itself, and SQLite may refuse at once instead of waiting
+        (replicas starting together): try again until the busy timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with owner_only():
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(WAL_RETRY)
 
     def _migrate(self) -> None:
         """Bring the schema up to date inside one IMMEDIATE transaction: two processes starting together
