@@ -105,9 +105,11 @@ class BroadcastReport:
 class Pacing:
     """Telegram's per-bot limits, kept by every broadcaster on one database through the store's shared buckets.
 
-    A token bucket of capacity c and rate r lets through at most floor(c + r * (1 + j)) sends in any sliding
-    second when sends reach Telegram up to j seconds later than their token was taken; c + r = the limit keeps
-    that at the limit for any j under 1 / r, while c > 1 lets a late taker catch up instead of losing the time.
+    A send takes a place in line in the overall bucket (capacity c, rate r) and goes at its turn. Turns are
+    1 / r apart however late each sender wakes up, so the rate reached is r; a sliding second then holds at
+    most floor(c + r * (1 + j)) sends when their delays to Telegram differ by up to j seconds, and c + r = the
+    limit keeps that at the limit for any j under 1 / r. A send that wakes up more than `late` after its turn
+    takes a new one, so that a stall (a garbage collection, a slow database) cannot release a bunch at once.
     Answers to users (python-telegram-bot's AIORateLimiter, per process) share the limit: during a broadcast
     they have the remaining c, about one message a second, and any 429 they meet is waited out and retried.
     """
@@ -115,11 +117,16 @@ class Pacing:
     per_second: float = FloodLimit.MESSAGES_PER_SECOND  # 30, overall
     per_chat_second: float = FloodLimit.MESSAGES_PER_SECOND_PER_CHAT  # 1
     per_group_minute: float = FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP  # 20
-    burst: float = 1.25  # c of the overall bucket
+    burst: float = 1.0  # c of the overall bucket
 
     @property
     def rate(self) -> float:
         return self.per_second - self.burst
+
+    @property
+    def late(self) -> float:
+        """Seconds after its turn that a send may still go: half the 1 / r of spread the limit tolerates."""
+        return 0.5 / self.rate
 
     def chat_rate(self, chat_id: int) -> float:
         """One token at a time (capacity 1): a rate a little under the limit leaves room for a late request."""
@@ -164,6 +171,10 @@ class _FloodGate:
     def pause(self, seconds: float) -> None:
         self.resume_at = max(self.resume_at, time.monotonic() + seconds)
 
+    @property
+    def closed(self) -> bool:
+        return self.resume_at > time.monotonic()
+
     async def wait(self) -> None:
         while (delay := self.resume_at - time.monotonic()) > 0:
             await asyncio.sleep(delay)
@@ -176,35 +187,38 @@ def _retry_after_seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
-async def _stored(call: Callable[..., T], *args: object) -> T:
+async def _stored(call: Callable[..., T], *args: object, **kwargs: object) -> T:
     """A store call off the event loop, tried again with backoff when the database fails for a moment."""
     for attempt in range(STORE_ATTEMPTS - 1):
         try:
-            return await asyncio.to_thread(call, *args)
+            return await asyncio.to_thread(call, *args, **kwargs)
         except StoreError as exc:
             log.warning("store call %s failed, retrying: %s", getattr(call, "__name__", call), exc)
             await asyncio.sleep(STORE_BACKOFF * 2**attempt)
-    return await asyncio.to_thread(call, *args)
+    return await asyncio.to_thread(call, *args, **kwargs)
 
 
 class _Pacer:
-    """Takes a send's tokens from the shared buckets; one taker per broadcast, so replicas poll, not tasks."""
+    """Takes a place in line in the shared buckets for each send and waits for its turn."""
 
     def __init__(self, store: Store, pacing: Pacing) -> None:
         self.store = store
         self.pacing = pacing
-        self.lock = asyncio.Lock()
 
-    async def _take(self, bucket: str, capacity: float, rate: float) -> None:
-        while (wait := await _stored(self.store.take_token, bucket, capacity, rate)) > 0:
-            await asyncio.sleep(wait)
+    async def _take(self, bucket: str, capacity: float, rate: float) -> float:
+        """Wait for this send's turn; returns how late it woke up (seconds)."""
+        wait = await _stored(self.store.take_token, bucket, capacity, rate, queue=True)
+        turn = time.monotonic() + wait   # never before the turn, however long the store took to answer
+        await asyncio.sleep(wait)
+        return time.monotonic() - turn
 
     async def chat(self, chat_id: int) -> None:
         await self._take(f"send:chat:{chat_id}", 1, self.pacing.chat_rate(chat_id))
 
-    async def overall(self) -> None:
-        async with self.lock:
-            await self._take(GLOBAL_BUCKET, self.pacing.burst, self.pacing.rate)
+    async def overall(self) -> bool:
+        """False when this turn came too late to use: sends held up together (a stalled event loop, a slow
+        database) must not go out together, so each takes a new place in line instead."""
+        return await self._take(GLOBAL_BUCKET, self.pacing.burst, self.pacing.rate) <= self.pacing.late
 
 
 # One broadcast at a time per store object: a second one waits and then finds whatever is still queued.
@@ -368,7 +382,8 @@ class _Broadcast:
         await self.pacer.chat(chat_id)
         while True:
             await self.gate.wait()
-            await self.pacer.overall()
+            if not await self.pacer.overall() or self.gate.closed:
+                continue   # late for its turn, or a 429 came while it waited: that turn is void
             if time.monotonic() > start_by:
                 self.log_once(logging.WARNING, "late", "a claimed chat waited past its lease; left pending")
                 self.leave(chat_id)

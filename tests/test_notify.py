@@ -509,6 +509,30 @@ async def test_a_server_enforcing_telegrams_sliding_limits_never_answers_429(
     assert report.retried == 0
 
 
+async def test_sends_held_up_by_a_stalled_event_loop_do_not_go_out_together(
+    tg: FakeTelegram, bot: telegram.Bot, store: Store
+) -> None:
+    """A garbage collection or a slow callback holds up every waiting send at once; when it ends they must not
+    all go, or the server sees their turns bunched into one second."""
+    tg.enforce_telegram_limits(per_second=30)
+    chats = range(1, 121)
+    for chat in chats:
+        store.subscribe(chat)
+
+    async def stall() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            time.sleep(0.15)   # the whole event loop stops: senders and server alike
+
+    staller = asyncio.create_task(stall())
+    try:
+        await notify_new(bot, store, kb_of(WATER), [WATER])
+    finally:
+        staller.cancel()
+    assert tg.rate_limited == 0
+    assert received(tg) == Counter({(chat, "water-1"): 1 for chat in chats})
+
+
 async def test_the_strict_server_refuses_a_31st_message_in_any_second(tg: FakeTelegram, bot: telegram.Bot) -> None:
     tg.enforce_telegram_limits(per_second=30)
     results = await asyncio.gather(*(bot.send_message(chat, "hi") for chat in range(1, 32)), return_exceptions=True)

@@ -379,6 +379,15 @@ def test_a_token_bucket_refills_at_its_rate(store: Store, clock: Clock) -> None:
     assert [store.take_token("send", 2, 10) for _ in range(3)][:2] == [0.0, 0.0]   # never more than capacity
 
 
+def test_queued_takers_get_turns_one_interval_apart_however_late_they_come(store: Store, clock: Clock) -> None:
+    assert [store.take_token("send", 1, 10, queue=True) for _ in range(4)] == pytest.approx([0, 0.1, 0.2, 0.3])
+    clock.now += 0.25   # two of those turns have passed
+    assert store.take_token("send", 1, 10, queue=True) == pytest.approx(0.15)   # behind the ones in line
+    assert store.take_token("send", 1, 10) == pytest.approx(0.25)   # not queueing: waits for the line, takes nothing
+    clock.now += 60
+    assert store.take_token("send", 1, 10, queue=True) == 0.0   # an idle line starts again at once
+
+
 def test_concurrent_takers_never_get_more_than_the_bucket_holds(opener: Opener) -> None:
     stores = [opener(timeout=5.0), opener(timeout=5.0)]
     taken: list[float] = []

@@ -409,11 +409,13 @@ class Store:
 
     # --- coordination between replicas -------------------------------------
 
-    def take_token(self, bucket: str, capacity: float, per_second: float) -> float:
+    def take_token(self, bucket: str, capacity: float, per_second: float, *, queue: bool = False) -> float:
         """Take one token from a bucket every replica shares: 0.0 when taken, else the seconds until one is.
 
         The bucket holds at most `capacity` tokens and refills at `per_second`; a new bucket starts full.
-        Nothing is taken when the answer is a wait.
+        Nothing is taken when the answer is a wait, unless `queue`: then the wait is a place in line (the
+        token is taken now and due after the wait), so takers are spaced 1 / per_second apart in the order
+        they asked, and one that wakes up late does not push the ones behind it back.
         """
         if capacity < 1 or per_second <= 0:
             raise ValueError("a token bucket needs capacity >= 1 and per_second > 0")
@@ -424,9 +426,11 @@ class Store:
                 f"SELECT tokens, updated FROM buckets WHERE name = ?{self._backend.for_update}", (bucket,)
             ).fetchone()
             now = time.time()  # read once the bucket is ours: a stamp taken before waiting for it lets sends bunch up
-            tokens = min(capacity, tokens + max(0.0, now - updated) * per_second)
+            tokens = min(capacity, tokens + max(0.0, now - updated) * per_second)   # below 0: places in line
             wait = 0.0 if tokens >= 1 - TOKEN_ROUNDING else (1 - tokens) / per_second
-            if not wait:
+            if queue:
+                tokens -= 1
+            elif not wait:
                 tokens = max(0.0, tokens - 1)
             db.execute("UPDATE buckets SET tokens = ?, updated = ? WHERE name = ?", (tokens, max(now, updated),
                                                                                     bucket))
