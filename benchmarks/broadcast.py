@@ -1,7 +1,7 @@
 """Broadcast benchmark (issue 11 part 6, issue 12): notify N subscribers through a fake Bot API server that enforces
 Telegram's limits exactly as sliding windows (30 messages in ANY second, 1 a second per chat, 20 a minute per
 group; 429 with retry_after beyond), with one sender on SQLite and 2 and 3 senders (replicas) sharing one
-PostgreSQL database. Each sender is a real python-telegram-bot Application with AIORateLimiter, as the bot runs.
+PostgreSQL database. Each sender is the Bot the running bot broadcasts with (`bot.notify.sender`).
 Baseline in the same run: the naive broadcast (as many messages in flight, no pacing, no retry, no delivery log).
 
     python -m benchmarks.broadcast [--quick] [--shared ../shared]
@@ -21,13 +21,12 @@ from pathlib import Path
 
 import telegram
 from telegram.error import TelegramError
-from telegram.ext import AIORateLimiter, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
 from benchmarks import workloads
 from benchmarks.report import Figure, Section, share, table
 from bot.knowledge import Article, KnowledgeBase
-from bot.notify import CONCURRENCY, broadcast, plan
+from bot.notify import CONCURRENCY, broadcast, plan, sender
 from bot.render import render_notification
 from bot.store import Store, open_store
 from bot.testing.fake_telegram import FakeTelegram
@@ -88,17 +87,13 @@ async def _ours(name: str, subscribers: int, stores: list[Store]) -> Row:
             first.subscribe(chat)
         first.announce([ARTICLE.id], plan([ARTICLE], first.all_subscriptions()))
         kb = KnowledgeBase({ARTICLE.id: ARTICLE})
-        apps = [
-            ApplicationBuilder().token(tg.token).base_url(tg.base_url).updater(None)
-            .rate_limiter(AIORateLimiter(max_retries=3)).build()
-            for _ in stores
-        ]
+        bots = [sender(tg.token, tg.base_url) for _ in stores]
         async with contextlib.AsyncExitStack() as stack:
-            for app in apps:
-                await stack.enter_async_context(app)
+            for bot in bots:
+                await stack.enter_async_context(bot)
             started = time.monotonic()
-            await asyncio.gather(*(broadcast(app.bot, store, kb, worker=f"replica-{n}")
-                                   for n, (app, store) in enumerate(zip(apps, stores, strict=True))))
+            await asyncio.gather(*(broadcast(bot, store, kb, worker=f"replica-{n}")
+                                   for n, (bot, store) in enumerate(zip(bots, stores, strict=True))))
         return _row(name, tg, subscribers, len(stores), started)
 
 

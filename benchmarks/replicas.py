@@ -4,8 +4,8 @@ broadcast without kills.
 
 The fake Bot API server enforces Telegram's limits unscaled (30 messages/s overall, 1/s per chat, 429 beyond), so
 the replicas together must keep to them. Each replica is a process running the broadcaster every
-`python -m bot run` replica runs (`bot.notify.broadcast` with python-telegram-bot's `ExtBot` and `AIORateLimiter`,
-as `bot.telegram.app` builds it) until nothing is queued; the parent queues the broadcast, watches what the server
+`python -m bot run` replica runs (`bot.notify.broadcast` with the Bot of `bot.notify.sender`, as
+`bot.telegram.app` builds it) until nothing is queued; the parent queues the broadcast, watches what the server
 receives and does the killing. A throwaway PostgreSQL server (durable settings) holds the store.
 
     python -m benchmarks.replicas [--quick]     # or as a section: python -m benchmarks --only replicas
@@ -66,11 +66,9 @@ class Run:
 # --- a replica: the broadcaster of `python -m bot run`, in a process of its own --------------------------------
 
 async def _replica(database_url: str, base_url: str, token: str) -> None:
-    from telegram.ext import AIORateLimiter, ExtBot
-
     store = open_store(database_url, Path("unused.sqlite3"))
     kb = KnowledgeBase({ARTICLE.id: ARTICLE})
-    bot: ExtBot[None] = ExtBot(token, base_url=base_url, rate_limiter=AIORateLimiter(max_retries=3))
+    bot = notify.sender(token, base_url)
     try:
         async with bot:
             while True:

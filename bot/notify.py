@@ -35,6 +35,7 @@ import telegram
 from telegram import LinkPreviewOptions
 from telegram.constants import FloodLimit, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from bot import i18n
@@ -110,8 +111,9 @@ class Pacing:
     most floor(c + r * (1 + j)) sends when their delays to Telegram differ by up to j seconds, and c + r = the
     limit keeps that at the limit for any j under 1 / r. A send that wakes up more than `late` after its turn
     takes a new one, so that a stall (a garbage collection, a slow database) cannot release a bunch at once.
-    Answers to users (python-telegram-bot's AIORateLimiter, per process) share the limit: during a broadcast
-    they have the remaining c, about one message a second, and any 429 they meet is waited out and retried.
+    Answers to users (python-telegram-bot's AIORateLimiter, per process; broadcasts bypass it, see `sender`)
+    share the limit: during a broadcast they have the remaining c, about one message a second, and any 429
+    they meet is waited out and retried.
     """
 
     per_second: float = FloodLimit.MESSAGES_PER_SECOND  # 30, overall
@@ -230,6 +232,17 @@ def _lock_for(store: Store) -> asyncio.Lock:
     if lock is None:
         lock = _locks[store] = asyncio.Lock()
     return lock
+
+
+def sender(token: str, base_url: str | None = None) -> telegram.Bot:
+    """The Bot that broadcasts: paced by the shared buckets, so without python-telegram-bot's AIORateLimiter.
+    That one retries a 429 by holding every request through it for the wait and then letting them all go at
+    once, and the burst trips the limit again; a broadcast waits out a 429 itself and resumes one turn at a time.
+    """
+    request = HTTPXRequest(connection_pool_size=CONCURRENCY)
+    if base_url is None:
+        return telegram.Bot(token, request=request)
+    return telegram.Bot(token, base_url=base_url, request=request)
 
 
 def _newest_first(articles: list[Article]) -> list[Article]:

@@ -314,6 +314,26 @@ async def test_429_retry_after_is_honoured_and_nothing_is_lost(tg: FakeTelegram,
     assert delivered[0] - refused[0] >= 1.9   # waited retry_after after each of the two 429s
 
 
+async def test_after_a_429_the_broadcast_resumes_one_turn_at_a_time(tg: FakeTelegram, app: Application,
+                                                                    add_article: Callable[..., Article]) -> None:
+    """A rate limiter that holds every send for the wait and then lets them all go together trips the limit again:
+    the strict server would refuse some of that burst."""
+    tg.enforce_telegram_limits(per_second=30)
+    chats = range(5001, 5121)
+    await _subscribe_chats(app, chats)
+    tg.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1, chat_id=5040)
+    add_article("library-renovation", "Library renovation approved", LIBRARY)
+    await say(tg, "/reload", chat_id=ADMIN)
+
+    def told() -> list[int]:
+        return [len([m for m in tg.sent(chat) if "Library" in m["text"]]) for chat in chats]
+
+    await until(lambda: all(told()), timeout=60)
+    await until(lambda: not service(app).store.pending())
+    assert told() == [1] * len(chats)
+    assert tg.rate_limited == 0   # the one 429 was the injected one
+
+
 async def test_a_restart_in_the_middle_of_a_broadcast_loses_and_repeats_nothing(
     tg: FakeTelegram, settings: Settings, add_article: Callable[..., Article],
 ) -> None:

@@ -268,9 +268,9 @@ async def test_retry_after_is_honoured_and_nothing_lost(tg: FakeTelegram, bot: t
     report = await notify_new(bot, store, kb_of(WATER), [WATER])
     assert received(tg) == Counter({(chat, "water-1"): 1 for chat in range(1, 6)})
     sends = [c for c in tg.calls if c.method == "sendMessage"]
-    refused = {c.params["chat_id"]: c.at for c in sends if c.status == 429}
+    refused = [(c.params["chat_id"], c.at) for c in sends if c.status == 429]
     assert len(refused) == 2
-    for chat, at in refused.items():
+    for chat, at in refused:
         (retry,) = [c.at for c in sends if c.params["chat_id"] == chat and c.status == 200]
         assert retry - at >= 0.9  # waited the retry_after Telegram asked for
     assert report.retried >= 2 and report.failed == 0

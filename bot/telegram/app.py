@@ -25,7 +25,7 @@ from bot.config import Settings
 from bot.service import Service
 from bot.store import open_store
 from bot.telegram import commands, maintenance, replicas, sources
-from bot.telegram.common import SERVICE, SETTINGS, service_of
+from bot.telegram.common import SENDER, SERVICE, SETTINGS, sender_of, service_of
 from bot.telegram.keyboards import callback_key
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
         store.close()
         raise
     application.bot_data[SERVICE] = service
+    sender = application.bot_data[SENDER] = notify.sender(settings.token, settings.base_url)
+    await sender.initialize()
     log.info("knowledge base %s: %d articles, %d FAQ entries",
              settings.knowledge_dir, len(service.kb.articles), len(service.kb.faq))
     # On a new database the first look records every article as announced (what the knowledge base holds before
@@ -82,7 +84,7 @@ async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
     files added while the bot was down): at start, and on the replica that takes over from a dead leader."""
     service = service_of(context)
     fresh = await asyncio.to_thread(notify.unannounced, service.store, service.kb)
-    report = await notify.notify_new(context.bot, service.store, service.kb, fresh)
+    report = await notify.notify_new(sender_of(context.application), service.store, service.kb, fresh)
     if report.delivered or report.failed:
         log.info("resumed broadcast: %s", report)
 
@@ -90,7 +92,7 @@ async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _sweep(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Finish what another replica left when it died, and retry what was left pending: nothing, usually."""
     service = service_of(context)
-    report = await notify.broadcast(context.bot, service.store, service.kb)
+    report = await notify.broadcast(sender_of(context.application), service.store, service.kb)
     if report.delivered or report.removed_chats:
         log.info("broadcast sweep: %s", report)
 
@@ -101,6 +103,8 @@ async def _post_shutdown(application: Application) -> None:  # type: ignore[type
     if service is not None:
         await replicas.stop(application)
         service.store.close()
+    if SENDER in application.bot_data:
+        await sender_of(application).shutdown()
 
 
 def webhook_options(settings: Settings) -> dict[str, Any]:

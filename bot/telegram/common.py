@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import cast
 
+import telegram
 from telegram import LinkPreviewOptions, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import Application, ContextTypes
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "service"
 SETTINGS = "settings"
+SENDER = "sender"   # the Bot that broadcasts (`notify.sender`)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -34,6 +36,10 @@ def settings_of(context: Context) -> Settings:
     return cast(Settings, context.bot_data[SETTINGS])
 
 
+def sender_of(application: Application) -> telegram.Bot:  # type: ignore[type-arg]
+    return cast(telegram.Bot, application.bot_data[SENDER])
+
+
 async def announce_new(
     application: Application, service: Service, kb: KnowledgeBase, update: Update | None = None,  # type: ignore[type-arg]
 ) -> None:
@@ -44,7 +50,7 @@ async def announce_new(
     """
     fresh = await asyncio.to_thread(notify.unannounced, service.store, kb)
     if fresh:
-        application.create_task(notify.notify_new(application.bot, service.store, kb, fresh), update=update,
+        application.create_task(notify.notify_new(sender_of(application), service.store, kb, fresh), update=update,
                                 name="broadcast")
 
 

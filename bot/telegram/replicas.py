@@ -31,7 +31,7 @@ from telegram.ext import Application
 
 from bot import notify
 from bot.store import Store, StoreError
-from bot.telegram.common import SERVICE, Context, service_of
+from bot.telegram.common import SERVICE, Context, sender_of, service_of
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,8 @@ async def follow_knowledge(context: Context) -> None:
                  len(result.new.articles), len(changes.added), len(changes.updated), len(changes.removed))
         if changes.added:   # the replica that reloaded announced them: take a share of the deliveries (claimed)
             service = service_of(context)
-            context.application.create_task(notify.broadcast(context.bot, service.store, service.kb),
-                                             name="broadcast")   # notify logs its report
+            broadcast = notify.broadcast(sender_of(context.application), service.store, service.kb)
+            context.application.create_task(broadcast, name="broadcast")   # notify logs its report
     else:
         log.warning("a reload made elsewhere reads with problems here, so the old knowledge base stays: %s",
                     result.problems[0])
