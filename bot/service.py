@@ -11,6 +11,7 @@ Methods that touch the store block on the database: async callers run them with
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import gc
 import logging
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -195,36 +196,115 @@ class _FileCache:
 
     def __init__(self, persistent: ArticleCache | None = None) -> None:
         self._persistent = persistent
-        self._entries: dict[str, tuple[Stamp, Article]] = persistent.load() if persistent else {}   # by str(path)
+        # by str(path); in path order once a scan has set `_articles`
+        self._entries: dict[str, tuple[Stamp, Article]] = persistent.load() if persistent else {}
+        self._articles: dict[str, Article] | None = None   # of the last scan, if it had no article problems
+        # the articles the last scan started from, and the ids it may have changed in the new and in those
+        self._touched: tuple[dict[str, Article], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+        self._unsaved: set[str] = set()   # paths left out of the last save as modified too recently
 
     def scan(self, knowledge_dir: Path) -> tuple[KnowledgeBase, list[Problem]]:
+        """The knowledge base and its problems exactly as `knowledge.scan` gives them, at the cost of what changed.
+
+        Every file is still stat-ed; only new and modified ones are read; the articles (in path order) are the
+        last scan's dict updated, or the same dict when no file changed; the persistent cache is told only the
+        paths that changed. Anything unusual (a file with problems, an id twice) is left to `knowledge.scan`.
+        """
+        self._touched = None
+        if not knowledge_dir.is_dir():
+            self._entries, self._articles = {}, None
+            self._save(None)
+            return knowledge.scan(knowledge_dir)
+        old, previous = self._entries, self._articles
+        present: list[str] = []
+        stamps: dict[str, Stamp] = {}   # of the files new or modified since the last scan
+        known = 0
+        for path, stamp in knowledge.article_files(knowledge_dir):
+            present.append(path)
+            cached = old.get(path)
+            if cached is not None:
+                known += 1
+                if cached[0] == stamp:
+                    continue
+            stamps[path] = stamp
+        removed = sorted(old.keys() - set(present), key=knowledge.path_order) if known < len(old) else []
+        changed = sorted(stamps, key=knowledge.path_order)
         read_problems: list[Problem] = []
-        entries: dict[str, tuple[Stamp, Article]] = {}
-
-        def articles() -> Iterable[tuple[Path, Article | None]]:
-            for path in knowledge.article_paths(knowledge_dir):
-                try:
-                    stat = path.stat()
-                except OSError:
-                    stamp = (-1, -1)
-                else:
-                    stamp = (stat.st_mtime_ns, stat.st_size)
-                key = str(path)
-                cached = self._entries.get(key)
-                if cached is not None and cached[0] == stamp:
-                    article: Article | None = cached[1]
-                else:
-                    article = knowledge.read_article(path, read_problems)
+        read = {path: knowledge.read_article(Path(path), read_problems) for path in changed}
+        if previous is None:
+            order = sorted(present, key=knowledge.path_order)
+        else:
+            order = list(old)
+            for path in reversed(removed):
+                del order[bisect.bisect_left(order, knowledge.path_order(path), key=knowledge.path_order)]
+            for path in changed:
+                if path not in old:
+                    bisect.insort(order, path, key=knowledge.path_order)
+        in_place = previous is not None and len(order) == len(old) - len(removed)   # no path added
+        articles: dict[str, Article] | None = None
+        if previous is not None and not changed and not removed:
+            entries, articles = old, previous
+        elif in_place and not read_problems and all(
+                (a := read[path]) is not None and stamps[path][0] >= 0 and a.id == old[path][1].id for path in changed):
+            entries = dict(old)
+            articles = dict(previous)  # type: ignore[arg-type]
+            for path in removed:
+                del articles[entries.pop(path)[1].id]
+            for path in changed:
+                article = read[path]
+                assert article is not None
+                entries[path] = (stamps[path], article)
+                articles[article.id] = article
+        else:
+            entries = {}
+            for path in order:
+                article = read[path] if path in read else old[path][1]
+                stamp = stamps[path] if path in read else old[path][0]
                 if article is not None and stamp[0] >= 0:
-                    entries[key] = (stamp, article)
-                yield path, article
-
-        kb, problems = knowledge.scan(knowledge_dir, articles() if knowledge_dir.is_dir() else None)
+                    entries[path] = (stamp, article)
+            if len(entries) == len(order) and not read_problems:
+                articles = {article.id: article for _, article in entries.values()}
+                if len(articles) < len(entries):   # an id twice: knowledge.scan says where
+                    articles = None
         self._entries = entries
-        if self._persistent is not None:
-            settled = time.time_ns() - self.RACY_SECONDS * 1_000_000_000
-            self._persistent.save({key: entry for key, entry in entries.items() if entry[0][0] < settled})
-        return kb, read_problems + problems
+        self._save({*changed, *removed})
+        self._articles = articles
+        if articles is None:
+            kb, problems = knowledge.scan(knowledge_dir, (
+                (Path(path), read[path] if path in read else old[path][1]) for path in order))
+            return kb, read_problems + problems
+        if previous is not None:
+            then = sorted([*removed, *(path for path in changed if path in old)], key=knowledge.path_order)
+            self._touched = previous, (tuple(entries[path][1].id for path in changed),
+                                       tuple(old[path][1].id for path in then))
+        problems = []
+        return KnowledgeBase(articles, knowledge.read_faq(knowledge_dir, problems)), problems
+
+    def touched_since(self, kb: KnowledgeBase) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """What the last scan may have changed if it started from the articles of `kb` (see `knowledge.diff`);
+        None if it did not, or cannot tell."""
+        if self._touched is None or self._touched[0] is not kb.articles:
+            return None
+        return self._touched[1]
+
+    def _save(self, changed: set[str] | None) -> None:
+        """Keep the entries for the next start, but those of files modified too recently to be trusted;
+        `changed`: the only paths changed since the last save (None: any may have)."""
+        if self._persistent is None:
+            return
+        settled = time.time_ns() - self.RACY_SECONDS * 1_000_000_000
+        if changed is None or not self._persistent.in_step:
+            kept = {key: entry for key, entry in self._entries.items() if entry[0][0] < settled}
+            self._unsaved = self._entries.keys() - kept.keys()
+            self._persistent.save(kept)
+            return
+        changed |= self._unsaved
+        if not changed:
+            return
+        entries = self._entries
+        kept = {path: entry for path in changed if (entry := entries.get(path)) is not None and entry[0][0] < settled}
+        self._unsaved = {path for path in changed if path in entries and path not in kept}
+        self._persistent.save(kept, changed)
 
 
 RELOAD_SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
@@ -414,7 +494,9 @@ class Service:
 
     def _read(self, current: KnowledgeBase) -> tuple[KnowledgeBase, list[Problem], Changes]:
         kb, problems = self._files.scan(self.knowledge_dir)
-        return kb, problems, (Changes() if problems else knowledge.diff(current, kb))
+        if problems:
+            return kb, problems, Changes()
+        return kb, problems, knowledge.diff(current, kb, self._files.touched_since(current))
 
     # --- chats (each of these reads or writes the store) ------------------------
 
