@@ -152,11 +152,12 @@ class KnowledgeBase:
 
     def latest(self, n: int) -> list[Article]:
         """Newest first; undated articles last, so a missing date never hides news."""
-        return sorted(
-            self.articles.values(),
-            key=lambda a: (a.published is not None, a.published or dt.date.min, a.id),
-            reverse=True,
-        )[:n]
+        return sorted(self.articles.values(), key=newest_key, reverse=True)[:n]
+
+
+def newest_key(article: Article) -> tuple[bool, dt.date, str]:
+    """The order of `KnowledgeBase.latest`, reversed: unique to each article, since it ends with the id."""
+    return article.published is not None, article.published or dt.date.min, article.id
 
 
 # --- reading -----------------------------------------------------------------

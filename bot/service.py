@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -159,14 +160,52 @@ class _Loaded:
     newest: tuple[Article, ...] = ()
     languages: tuple[str, ...] = ()
     long_keys: dict[str, str] = field(default_factory=dict)   # short key -> article id, for ids too long to send
+    language_counts: dict[str, int] = field(default_factory=dict)   # articles per language
 
     @classmethod
     def build(cls, kb: KnowledgeBase, article_key: Callable[[str], str], index: Index | None = None) -> _Loaded:
         """`index`: already built for `kb` (saved, or updated from the previous one)."""
         keys = {article_key(i): i for i in kb.articles if article_key(i) != i}
         newest = tuple(kb.latest(len(kb.articles)))
-        languages = tuple(sorted({a.language for a in kb.articles.values()}))
-        return cls(index if index is not None else Index.build(kb), newest, languages, keys)
+        counts = Counter(a.language for a in kb.articles.values())
+        return cls(index if index is not None else Index.build(kb), newest, tuple(sorted(counts)), keys, dict(counts))
+
+    def updated(self, index: Index, changes: Changes, article_key: Callable[[str], str]) -> _Loaded:
+        """The same for `index`, whose knowledge base differs from this one's by `changes`, at their cost: the
+        few articles changed are taken out of the newest-first order and put back in their places."""
+        old, new = self.index.kb.articles, index.kb.articles
+        newest = list(self.newest)
+        counts = dict(self.language_counts)
+        keys = dict(self.long_keys)
+        for article_id in (*changes.updated, *changes.removed):
+            article = old[article_id]
+            del newest[_newest_position(newest, article)]
+            counts[article.language] -= 1
+            if not counts[article.language]:
+                del counts[article.language]
+        for article_id in changes.removed:
+            if (key := article_key(article_id)) != article_id:
+                keys.pop(key, None)
+        for article_id in (*changes.added, *changes.updated):
+            article = new[article_id]
+            newest.insert(_newest_position(newest, article), article)
+            counts[article.language] = counts.get(article.language, 0) + 1
+        for article_id in changes.added:
+            if (key := article_key(article_id)) != article_id:
+                keys[key] = article_id
+        return _Loaded(index, tuple(newest), tuple(sorted(counts)), keys, counts)
+
+
+def _newest_position(newest: list[Article], article: Article) -> int:
+    """Where `article` is (or goes) in `newest`, ordered as `KnowledgeBase.latest` orders: by a key unique to it."""
+    wanted, low, high = knowledge.newest_key(article), 0, len(newest)
+    while low < high:
+        middle = (low + high) // 2
+        if knowledge.newest_key(newest[middle]) > wanted:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 class SubscribeOutcome(Enum):
@@ -461,7 +500,7 @@ class Service:
                     return ReloadResult(old.index.kb, old.index.kb, problems=tuple(problems))
                 changed = bool(changes) or kb.faq != old.index.kb.faq
                 if changed:
-                    self._loaded = await asyncio.to_thread(self._update, old.index, kb, changes)
+                    self._loaded = await asyncio.to_thread(self._update, old, kb, changes)
                     await asyncio.to_thread(self._save_index)
             gc.freeze()
             self._kb_version = await asyncio.to_thread(self._publish, version) if changed and publish else version
@@ -484,9 +523,9 @@ class Service:
             return read
         return bumped if bumped == read + 1 else read
 
-    def _update(self, index: Index, kb: KnowledgeBase, changes: Changes) -> _Loaded:
+    def _update(self, loaded: _Loaded, kb: KnowledgeBase, changes: Changes) -> _Loaded:
         """Index only what changed (see `Index.updated`): a new article costs what it holds, not what the rest do."""
-        return _Loaded.build(kb, self._article_key, index.updated(kb, changes))
+        return loaded.updated(loaded.index.updated(kb, changes), changes, self._article_key)
 
     def _save_index(self) -> None:
         if self._index_path is not None:

@@ -159,6 +159,7 @@ async def test_reloads_after_any_mix_of_file_changes_serve_what_a_fresh_read_doe
             continue
         assert list(service.kb.articles.items()) == list(expected.articles.items()), step.__name__
         assert result.changes == knowledge.diff(served, expected), step.__name__
+        assert service.latest(len(expected.articles)) == expected.latest(len(expected.articles))
         assert service.search("aardvark zoo")[0].article.id == "aardvark"
     assert reads == [articles / "broken.yaml"]   # the last reload read the one file edited, nothing else
     assert service.kb.articles["mended"].title == "Mended"
