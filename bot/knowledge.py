@@ -17,7 +17,7 @@ import socket
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,23 +321,23 @@ Stamp = tuple[int, int]   # (st_mtime_ns, st_size) of an article file; (-1, -1) 
 
 def article_paths(knowledge_dir: Path) -> list[Path]:
     """Every article file, in path order: what `(knowledge_dir / ARTICLES_DIR).rglob("*.yaml")` finds, sorted."""
-    return [Path(path) for path in sorted((path for path, _ in _article_entries(knowledge_dir)), key=path_order)]
+    found: list[str] = []
+    _walk(str(knowledge_dir / ARTICLES_DIR), found)
+    return [Path(path) for path in sorted(found, key=path_order)]
 
 
-def article_files(knowledge_dir: Path) -> Iterator[tuple[str, Stamp]]:
-    """The files of `article_paths` as strings, in no particular order, each with its stamp: what a reload
-    compares with the files it has read.
+def article_files(knowledge_dir: Path, known: Mapping[str, tuple[Stamp, object]]) -> tuple[list[str], dict[str, Stamp]]:
+    """Every article file (as `article_paths` finds them, as strings, in no particular order), and the stamps
+    of those `known` does not hold with the same stamp: the files a reload must read.
 
-    One `os.scandir` walk and plain strings rather than `Path` objects: at 100,000 files, sorting and
-    stat-ing `Path`s costs seconds, this a fraction of one.
+    One `os.scandir` walk, each file stat-ed by its name in its directory, plain strings, and nothing
+    kept of an unchanged file but its path: at 100,000 files, sorting and stat-ing `Path` objects costs
+    seconds, this a fraction of one.
     """
-    for path, entry in _article_entries(knowledge_dir):
-        try:
-            stat = entry.stat()
-        except OSError:
-            yield path, (-1, -1)
-        else:
-            yield path, (stat.st_mtime_ns, stat.st_size)
+    found: list[str] = []
+    changed: dict[str, Stamp] = {}
+    _walk(str(knowledge_dir / ARTICLES_DIR), found, (known, changed))
+    return found, changed
 
 
 def path_order(path: str) -> str:
@@ -345,28 +345,41 @@ def path_order(path: str) -> str:
     return path.replace(os.sep, "\0")   # no name holds NUL: it sorts as the separator does between components
 
 
-def _article_entries(knowledge_dir: Path) -> list[tuple[str, os.DirEntry[str]]]:
-    found: list[tuple[str, os.DirEntry[str]]] = []
-    _walk(str(knowledge_dir / ARTICLES_DIR), found)
-    return found
-
-
-def _walk(directory: str, found: list[tuple[str, os.DirEntry[str]]]) -> None:
-    """As `Path.rglob("*.yaml")` walks: every name ending in .yaml, into real subdirectories (not symlinks)."""
+def _walk(directory: str, found: list[str],
+          stamps: tuple[Mapping[str, tuple[Stamp, object]], dict[str, Stamp]] | None = None) -> None:
+    """As `Path.rglob("*.yaml")` walks: every name ending in .yaml, into real subdirectories (not symlinks).
+    With `stamps`, (known, changed): each file is stat-ed, and put in changed unless known with its stamp."""
     try:
         with os.scandir(directory) as scanned:
             entries = list(scanned)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY) if stamps is not None else -1
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return
-    for entry in entries:
-        if entry.name.endswith(".yaml"):
-            found.append((entry.path, entry))
-        try:
-            subdirectory = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            subdirectory = False
-        if subdirectory:
-            _walk(entry.path, found)
+    try:
+        for entry in entries:
+            path = entry.path
+            if entry.name.endswith(".yaml"):
+                found.append(path)
+                if stamps is not None:
+                    try:
+                        info = os.stat(entry.name, dir_fd=fd)
+                    except OSError:
+                        stamps[1][path] = (-1, -1)
+                    else:
+                        stamp = (info.st_mtime_ns, info.st_size)
+                        if (cached := stamps[0].get(path)) is None or cached[0] != stamp:
+                            stamps[1][path] = stamp
+                        if not stat.S_ISDIR(info.st_mode):   # then it is no directory to walk into
+                            continue
+            try:
+                subdirectory = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                subdirectory = False
+            if subdirectory:
+                _walk(path, found, stamps)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_article(path: Path, problems: list[Problem]) -> Article | None:

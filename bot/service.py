@@ -11,7 +11,6 @@ Methods that touch the store block on the database: async callers run them with
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import gc
 import logging
@@ -245,9 +244,11 @@ class _FileCache:
     def scan(self, knowledge_dir: Path) -> tuple[KnowledgeBase, list[Problem]]:
         """The knowledge base and its problems exactly as `knowledge.scan` gives them, at the cost of what changed.
 
-        Every file is still stat-ed; only new and modified ones are read; the articles (in path order) are the
-        last scan's dict updated, or the same dict when no file changed; the persistent cache is told only the
-        paths that changed. Anything unusual (a file with problems, an id twice) is left to `knowledge.scan`.
+        Every file is still stat-ed, but only new and modified ones are read; the articles are the last scan's
+        dict with the changed ones taken out and put back (at its end: nothing depends on the order of the
+        articles, and `knowledge.diff` is told the order of their files), or the same dict when no file
+        changed; the persistent cache is told only the paths that changed. Anything unusual (a file with
+        problems, an id twice) is left to `knowledge.scan`, and the next scan starts afresh.
         """
         self._touched = None
         if not knowledge_dir.is_dir():
@@ -255,69 +256,58 @@ class _FileCache:
             self._save(None)
             return knowledge.scan(knowledge_dir)
         old, previous = self._entries, self._articles
-        present: list[str] = []
-        stamps: dict[str, Stamp] = {}   # of the files new or modified since the last scan
-        known = 0
-        for path, stamp in knowledge.article_files(knowledge_dir):
-            present.append(path)
-            cached = old.get(path)
-            if cached is not None:
-                known += 1
-                if cached[0] == stamp:
-                    continue
-            stamps[path] = stamp
-        removed = sorted(old.keys() - set(present), key=knowledge.path_order) if known < len(old) else []
+        present, stamps = knowledge.article_files(knowledge_dir, old)
         changed = sorted(stamps, key=knowledge.path_order)
+        added = sum(path not in old for path in changed)
+        removed = (sorted(old.keys() - set(present), key=knowledge.path_order)
+                   if len(present) - added < len(old) else [])
         read_problems: list[Problem] = []
         read = {path: knowledge.read_article(Path(path), read_problems) for path in changed}
-        if previous is None:
-            order = sorted(present, key=knowledge.path_order)
-        else:
-            order = list(old)
-            for path in reversed(removed):
-                del order[bisect.bisect_left(order, knowledge.path_order(path), key=knowledge.path_order)]
-            for path in changed:
-                if path not in old:
-                    bisect.insort(order, path, key=knowledge.path_order)
-        in_place = previous is not None and len(order) == len(old) - len(removed)   # no path added
-        articles: dict[str, Article] | None = None
-        if previous is not None and not changed and not removed:
-            entries, articles = old, previous
-        elif in_place and not read_problems and all(
-                (a := read[path]) is not None and stamps[path][0] >= 0 and a.id == old[path][1].id for path in changed):
-            entries = dict(old)
-            articles = dict(previous)  # type: ignore[arg-type]
-            for path in removed:
-                del articles[entries.pop(path)[1].id]
-            for path in changed:
-                article = read[path]
-                assert article is not None
-                entries[path] = (stamps[path], article)
-                articles[article.id] = article
-        else:
-            entries = {}
-            for path in order:
-                article = read[path] if path in read else old[path][1]
-                stamp = stamps[path] if path in read else old[path][0]
-                if article is not None and stamp[0] >= 0:
-                    entries[path] = (stamp, article)
-            if len(entries) == len(order) and not read_problems:
-                articles = {article.id: article for _, article in entries.values()}
-                if len(articles) < len(entries):   # an id twice: knowledge.scan says where
-                    articles = None
+        articles = None if previous is None or read_problems else self._updated(previous, read, stamps, removed)
+        if articles is not None:
+            assert previous is not None
+            then = sorted([*removed, *(path for path in changed if path in old)], key=knowledge.path_order)
+            self._touched = previous, (tuple(self._entries[path][1].id for path in changed),
+                                       tuple(old[path][1].id for path in then))
+            self._save({*changed, *removed})
+            problems: list[Problem] = []
+            return KnowledgeBase(articles, knowledge.read_faq(knowledge_dir, problems)), problems
+        order = sorted(present, key=knowledge.path_order)
+        found = [(path, read[path] if path in read else old[path][1]) for path in order]
+        entries = {}
+        for path, article in found:
+            stamp = stamps[path] if path in stamps else old[path][0]
+            if article is not None and stamp[0] >= 0:
+                entries[path] = (stamp, article)
         self._entries = entries
         self._save({*changed, *removed})
-        self._articles = articles
-        if articles is None:
-            kb, problems = knowledge.scan(knowledge_dir, (
-                (Path(path), read[path] if path in read else old[path][1]) for path in order))
-            return kb, read_problems + problems
-        if previous is not None:
-            then = sorted([*removed, *(path for path in changed if path in old)], key=knowledge.path_order)
-            self._touched = previous, (tuple(entries[path][1].id for path in changed),
-                                       tuple(old[path][1].id for path in then))
-        problems = []
-        return KnowledgeBase(articles, knowledge.read_faq(knowledge_dir, problems)), problems
+        kb, problems = knowledge.scan(knowledge_dir, ((Path(path), article) for path, article in found))
+        clean = not read_problems and len(kb.articles) == len(entries) == len(found)
+        self._articles = kb.articles if clean else None
+        return kb, read_problems + problems
+
+    def _updated(self, previous: dict[str, Article], read: dict[str, Article | None], stamps: dict[str, Stamp],
+                 removed: list[str]) -> dict[str, Article] | None:
+        """The last scan's articles with those of the changed files taken out and put back, and `_entries` so
+        updated; None (and nothing updated) when a file could not be read or an id is there twice."""
+        if not read and not removed:
+            return previous
+        old = self._entries
+        articles = dict(previous)
+        for path in (*removed, *read):
+            if path in old:
+                del articles[old[path][1].id]
+        for path, article in read.items():
+            if article is None or stamps[path][0] < 0 or article.id in articles:
+                return None
+            articles[article.id] = article
+        entries = dict(old)
+        for path in removed:
+            del entries[path]
+        for path, article in read.items():
+            entries[path] = (stamps[path], article)  # type: ignore[assignment]
+        self._entries, self._articles = entries, articles
+        return articles
 
     def touched_since(self, kb: KnowledgeBase) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         """What the last scan may have changed if it started from the articles of `kb` (see `knowledge.diff`);
