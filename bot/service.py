@@ -281,9 +281,13 @@ class _FileCache:
                 entries[path] = (stamp, article)
         self._entries = entries
         self._save({*changed, *removed})
+        articles = {article.id: article for _, article in entries.values()}
+        if not read_problems and len(articles) == len(entries) == len(found):   # nothing for knowledge.scan to say
+            self._articles = articles
+            problems = []
+            return KnowledgeBase(articles, knowledge.read_faq(knowledge_dir, problems)), problems
+        self._articles = None
         kb, problems = knowledge.scan(knowledge_dir, ((Path(path), article) for path, article in found))
-        clean = not read_problems and len(kb.articles) == len(entries) == len(found)
-        self._articles = kb.articles if clean else None
         return kb, read_problems + problems
 
     def _updated(self, previous: dict[str, Article], read: dict[str, Article | None], stamps: dict[str, Stamp],
