@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from bot import i18n, index_cache, knowledge
+from bot import i18n, index_cache, knowledge, search
 from bot.answer import Answer, answer_question, with_guess_sentences
 from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Problem
 from bot.knowledge_cache import ArticleCache, Stamp
@@ -393,6 +393,7 @@ class Service:
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
+        threading.Thread(target=search.warm_up, args=(list(kb.articles.values()),), name="warm-up", daemon=True).start()
         index = index_cache.load(self._index_path, knowledge_dir, kb) if self._index_path else None
         self._loaded = _Loaded.build(kb, article_key, index)
         if index is None:
