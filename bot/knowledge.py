@@ -331,8 +331,7 @@ def article_files(knowledge_dir: Path, known: Mapping[str, tuple[Stamp, object]]
     of those `known` does not hold with the same stamp: the files a reload must read.
 
     One `os.scandir` walk, each file stat-ed by its name in its directory, plain strings, and nothing
-    kept of an unchanged file but its path: at 100,000 files, sorting and stat-ing `Path` objects costs
-    seconds, this a fraction of one.
+    kept of an unchanged file but its path: sorting and stat-ing a `Path` per file costs many times more.
     """
     found: list[str] = []
     changed: dict[str, Stamp] = {}
@@ -447,8 +446,8 @@ def diff(old: KnowledgeBase, new: KnowledgeBase,
     knowledge base.
 
     `touched`, when the caller knows (a reload that read only the files that changed): the only ids of `new`
-    and of `old` that may differ, each in the order of its knowledge base, so that the cost is theirs.
-    Otherwise an article read from an unchanged file is the same object, which is quick to compare.
+    and of `old` that may differ, each in the order of their files, which the changes then follow, so that
+    the cost is theirs. Otherwise an article read from an unchanged file is the same object, quick to compare.
     """
     before, after = old.articles, new.articles
     if before is after:

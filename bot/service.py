@@ -234,8 +234,7 @@ class _FileCache:
 
     def __init__(self, persistent: ArticleCache | None = None) -> None:
         self._persistent = persistent
-        # by str(path); in path order once a scan has set `_articles`
-        self._entries: dict[str, tuple[Stamp, Article]] = persistent.load() if persistent else {}
+        self._entries: dict[str, tuple[Stamp, Article]] = persistent.load() if persistent else {}   # by str(path)
         self._articles: dict[str, Article] | None = None   # of the last scan, if it had no article problems
         # the articles the last scan started from, and the ids it may have changed in the new and in those
         self._touched: tuple[dict[str, Article], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
