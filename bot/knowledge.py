@@ -17,7 +17,7 @@ import socket
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,11 +152,12 @@ class KnowledgeBase:
 
     def latest(self, n: int) -> list[Article]:
         """Newest first; undated articles last, so a missing date never hides news."""
-        return sorted(
-            self.articles.values(),
-            key=lambda a: (a.published is not None, a.published or dt.date.min, a.id),
-            reverse=True,
-        )[:n]
+        return sorted(self.articles.values(), key=newest_key, reverse=True)[:n]
+
+
+def newest_key(article: Article) -> tuple[bool, dt.date, str]:
+    """The order of `KnowledgeBase.latest`, reversed: unique to each article, since it ends with the id."""
+    return article.published is not None, article.published or dt.date.min, article.id
 
 
 # --- reading -----------------------------------------------------------------
@@ -315,8 +316,69 @@ def _faq_from_data(data: Any, path: Path, node: yaml.Node | None, problems: list
     return entries
 
 
+Stamp = tuple[int, int]   # (st_mtime_ns, st_size) of an article file; (-1, -1) when it cannot be read
+
+
 def article_paths(knowledge_dir: Path) -> list[Path]:
-    return sorted((knowledge_dir / ARTICLES_DIR).rglob("*.yaml"))
+    """Every article file, in path order: what `(knowledge_dir / ARTICLES_DIR).rglob("*.yaml")` finds, sorted."""
+    found: list[str] = []
+    _walk(str(knowledge_dir / ARTICLES_DIR), found)
+    return [Path(path) for path in sorted(found, key=path_order)]
+
+
+def article_files(knowledge_dir: Path, known: Mapping[str, tuple[Stamp, object]]) -> tuple[list[str], dict[str, Stamp]]:
+    """Every article file (as `article_paths` finds them, as strings, in no particular order), and the stamps
+    of those `known` does not hold with the same stamp: the files a reload must read.
+
+    One `os.scandir` walk, each file stat-ed by its name in its directory, plain strings, and nothing
+    kept of an unchanged file but its path: sorting and stat-ing a `Path` per file costs many times more.
+    """
+    found: list[str] = []
+    changed: dict[str, Stamp] = {}
+    _walk(str(knowledge_dir / ARTICLES_DIR), found, (known, changed))
+    return found, changed
+
+
+def path_order(path: str) -> str:
+    """The sort key of a path as a string that puts paths in the order of `Path`s (component by component)."""
+    return path.replace(os.sep, "\0")   # no name holds NUL: it sorts as the separator does between components
+
+
+def _walk(directory: str, found: list[str],
+          stamps: tuple[Mapping[str, tuple[Stamp, object]], dict[str, Stamp]] | None = None) -> None:
+    """As `Path.rglob("*.yaml")` walks: every name ending in .yaml, into real subdirectories (not symlinks).
+    With `stamps`, (known, changed): each file is stat-ed, and put in changed unless known with its stamp."""
+    try:
+        with os.scandir(directory) as scanned:
+            entries = list(scanned)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY) if stamps is not None else -1
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return
+    try:
+        for entry in entries:
+            path = entry.path
+            if entry.name.endswith(".yaml"):
+                found.append(path)
+                if stamps is not None:
+                    try:
+                        info = os.stat(entry.name, dir_fd=fd)
+                    except OSError:
+                        stamps[1][path] = (-1, -1)
+                    else:
+                        stamp = (info.st_mtime_ns, info.st_size)
+                        if (cached := stamps[0].get(path)) is None or cached[0] != stamp:
+                            stamps[1][path] = stamp
+                        if not stat.S_ISDIR(info.st_mode):   # then it is no directory to walk into
+                            continue
+            try:
+                subdirectory = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                subdirectory = False
+            if subdirectory:
+                _walk(path, found, stamps)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_article(path: Path, problems: list[Problem]) -> Article | None:
@@ -349,12 +411,15 @@ def scan(
             continue
         by_id[article.id] = article
         first_seen[article.id] = path
-    faq: list[FaqEntry] = []
+    return KnowledgeBase(by_id, read_faq(knowledge_dir, problems)), problems
+
+
+def read_faq(knowledge_dir: Path, problems: list[Problem]) -> tuple[FaqEntry, ...]:
     faq_path = knowledge_dir / FAQ_FILE
-    if faq_path.exists():
-        data, node = parse_yaml(faq_path, problems)
-        faq = _faq_from_data(data, faq_path, node, problems)
-    return KnowledgeBase(by_id, tuple(faq)), problems
+    if not faq_path.exists():
+        return ()
+    data, node = parse_yaml(faq_path, problems)
+    return tuple(_faq_from_data(data, faq_path, node, problems))
 
 
 def load(knowledge_dir: Path) -> KnowledgeBase:
@@ -375,12 +440,30 @@ class Changes:
         return bool(self.added or self.updated or self.removed)
 
 
-def diff(old: KnowledgeBase, new: KnowledgeBase) -> Changes:
-    """What a reload changes, by article id (an edited article counts as updated)."""
+def diff(old: KnowledgeBase, new: KnowledgeBase,
+         touched: tuple[Sequence[str], Sequence[str]] | None = None) -> Changes:
+    """What a reload changes, by article id (an edited article counts as updated), each in the order of its
+    knowledge base.
+
+    `touched`, when the caller knows (a reload that read only the files that changed): the only ids of `new`
+    and of `old` that may differ, each in the order of their files, which the changes then follow, so that
+    the cost is theirs. Otherwise an article read from an unchanged file is the same object, quick to compare.
+    """
+    before, after = old.articles, new.articles
+    if before is after:
+        return Changes()
+    if touched is not None:
+        now, then = touched
+        return Changes(
+            added=tuple(i for i in now if i not in before),
+            updated=tuple(i for i in now if i in before and before[i] is not after[i] and before[i] != after[i]),
+            removed=tuple(i for i in then if i not in after),
+        )
+    new_ids, gone_ids = after.keys() - before.keys(), before.keys() - after.keys()
     return Changes(
-        added=tuple(i for i in new.articles if i not in old.articles),
-        updated=tuple(i for i, a in new.articles.items() if i in old.articles and old.articles[i] != a),
-        removed=tuple(i for i in old.articles if i not in new.articles),
+        added=tuple(i for i in after if i in new_ids) if new_ids else (),
+        updated=tuple(i for i, a in after.items() if (b := before.get(i, a)) is not a and b != a),
+        removed=tuple(i for i in before if i in gone_ids) if gone_ids else (),
     )
 
 

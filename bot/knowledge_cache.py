@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import yaml
@@ -34,7 +34,7 @@ CACHE_FILE = "knowledge-cache.sqlite3"
 FORMAT = 1   # of the tables below
 TIMEOUT = 0.5   # seconds to wait for another process writing the cache; after that, this start goes without
 
-Stamp = tuple[int, int]   # (st_mtime_ns, st_size) of the file an article was parsed from
+Stamp = knowledge.Stamp   # of the file an article was parsed from
 Entries = Mapping[str, tuple[Stamp, Article]]   # by str() of the path as `knowledge.article_paths` gives it
 
 _SCHEMA = """
@@ -91,7 +91,7 @@ def _article(row: tuple[object, ...]) -> tuple[Stamp, Article]:
         raise _Invalid("bad file stamp")
     try:
         date = None if published is None else dt.date.fromisoformat(_text(published))
-        topic_list = json.loads(_text(topics))
+        topic_list = [] if topics == "[]" else json.loads(_text(topics))   # most articles have none: skip the parser
     except ValueError as exc:
         raise _Invalid(str(exc)) from exc
     if not isinstance(topic_list, list):
@@ -139,33 +139,66 @@ class ArticleCache:
         self._saved = {path: stamp for path, (stamp, _) in entries.items()}
         return entries
 
-    def save(self, entries: Entries) -> None:
-        """Make the cache hold exactly `entries`, writing only what changed, in one transaction; never raises."""
+    @property
+    def in_step(self) -> bool:
+        """Whether the file holds what was last loaded or saved, so that `save` may be told only what changed."""
+        return self._saved is not None
+
+    def save(self, entries: Entries, changed: Collection[str] | None = None) -> None:
+        """Make the cache hold exactly `entries`, writing only what changed, in one transaction; never raises.
+
+        `changed` (only when `in_step`): the paths whose entries may differ from the last save, so that a
+        reload pays for what it changed: `entries` then needs to hold only those of them to keep, and the
+        cache keeps every other path as it is.
+        """
         saved = self._saved
-        if self._version is None or (saved is not None and saved.keys() == entries.keys() and all(
-                saved[path] == stamp for path, (stamp, _) in entries.items())):
+        if self._version is None:
             return
-        start = len(self._prefix)
-        try:
-            if saved is None:
+        prefix, start = self._prefix, len(self._prefix)
+        if changed is not None and saved is not None:
+            paths = [path for path in changed if path.startswith(prefix)]
+            rows = [_row(path[start:], *entry) for path in paths
+                    if (entry := entries.get(path)) is not None and saved.get(path) != entry[0]]
+            gone = [path for path in paths if path not in entries and path in saved]
+            if (rows or gone) and self._write(rows, [(path[start:],) for path in gone]):
+                for path in paths:
+                    if path in entries:
+                        saved[path] = entries[path][0]
+                    else:
+                        saved.pop(path, None)
+            return
+        if saved is not None and saved.keys() == entries.keys() and all(
+                saved[path] == stamp for path, (stamp, _) in entries.items()):
+            return
+        if saved is None:
+            try:
                 self._recreate()
-                saved = {}
-            changed = [_row(path[start:], stamp, article) for path, (stamp, article) in entries.items()
-                       if saved.get(path) != stamp and path.startswith(self._prefix)]
-            removed = [(path[start:],) for path in saved if path not in entries]
+            except (OSError, sqlite3.Error) as exc:
+                self._failed(exc)
+                return
+            saved = {}
+        rows = [_row(path[start:], stamp, article) for path, (stamp, article) in entries.items()
+                if saved.get(path) != stamp and path.startswith(prefix)]
+        removed = [(path[start:],) for path in saved if path not in entries]
+        if self._write(rows, removed):
+            self._saved = {path: stamp for path, (stamp, _) in entries.items() if path.startswith(prefix)}
+
+    def _write(self, rows: list[tuple[object, ...]], removed: list[tuple[str]]) -> bool:
+        try:
             restrict([self.path])   # a cache an earlier version left readable by everyone
             with self._connect() as db:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("DELETE FROM articles WHERE path = ?", removed)
-                db.executemany(f"INSERT OR REPLACE INTO articles ({_COLUMNS}) VALUES ({', '.join('?' * 12)})",
-                               changed)
+                db.executemany(f"INSERT OR REPLACE INTO articles ({_COLUMNS}) VALUES ({', '.join('?' * 12)})", rows)
                 db.execute("COMMIT")
         except (OSError, ValueError, sqlite3.Error) as exc:   # ValueError: text SQLite cannot store
-            self._saved = None
-            log.warning("could not write the knowledge-base cache %s (the next start reads every file): %s",
-                        self.path, exc)
-            return
-        self._saved = {path: stamp for path, (stamp, _) in entries.items() if path.startswith(self._prefix)}
+            self._failed(exc)
+            return False
+        return True
+
+    def _failed(self, exc: Exception) -> None:
+        self._saved = None
+        log.warning("could not write the knowledge-base cache %s (the next start reads every file): %s", self.path, exc)
 
     def _recreate(self) -> None:
         """An empty cache for this reader and directory, swapped in whole over whatever was there.

@@ -38,18 +38,20 @@ import itertools
 import logging
 import math
 import random
+import threading
 import zlib
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
 
 import numpy as np
-import wordfreq
 from rapidfuzz import fuzz, process, utils
 from rapidfuzz.distance import Levenshtein
 from scipy import sparse
@@ -207,10 +209,45 @@ class Embedder:
         return vector / norm if norm else vector
 
 
-@cache
+T = TypeVar("T")
+_LOADED: dict[object, Any] = {}
+_LOADING = threading.Lock()
+
+
+def _once(key: object, load: Callable[[], T]) -> T:
+    """`load()` once per process, even when the warm-up thread and an answer ask for it at once."""
+    try:
+        return _LOADED[key]  # type: ignore[no-any-return]
+    except KeyError:
+        with _LOADING:
+            if key not in _LOADED:
+                _LOADED[key] = load()
+            return _LOADED[key]  # type: ignore[no-any-return]
+
+
 def embedder() -> Embedder:
     """Loaded once per process (0.2 s); every index shares it."""
-    return Embedder()
+    return _once("embedder", Embedder)
+
+
+def warm_up(articles: Iterable[Article], settings: Settings = DEFAULT_SETTINGS) -> None:
+    """Load what the first answer needs and no index holds (the word frequencies of the languages questions are
+    read in, the embedding model), so that it need not wait for them: a start runs this in a thread while it
+    loads the index."""
+    languages = Counter(article.language for article in articles)
+    total = sum(languages.values())
+    for language, n in sorted(languages.items()):
+        if n >= _MIN_LANGUAGE_SHARE * total and language in _wordfreq_languages():
+            _frequencies(language)
+    if settings.embeddings:
+        embedder()
+
+
+def _wordfreq() -> ModuleType:
+    """wordfreq, imported when first needed (by the warm-up thread), not by every start before it can load."""
+    import wordfreq
+
+    return wordfreq
 
 
 # --- typo correction -------------------------------------------------------------
@@ -269,9 +306,8 @@ class Speller:
                 yield distance, self.words[position], word
 
 
-@cache
 def _wordfreq_languages() -> frozenset[str]:
-    return frozenset(wordfreq.available_languages())
+    return _once("wordfreq languages", lambda: frozenset(_wordfreq().available_languages()))
 
 
 def _deletions(word: str) -> set[str]:
@@ -675,7 +711,7 @@ class Index:
         """The word, or the knowledge-base word it misspells (see `Speller`)."""
         if len(word) < self.settings.typo_min_length or not word.isalpha() or self._count(word) > 0:
             return word
-        if language in _wordfreq_languages() and wordfreq.zipf_frequency(word, language, "small") >= _COMMON_ZIPF:
+        if language in _wordfreq_languages() and _wordfreq().zipf_frequency(word, language, "small") >= _COMMON_ZIPF:
             return word
         query = utils.default_process(word)
         max_edits = 1 if len(query) <= 5 else 2
@@ -933,11 +969,10 @@ def information(word: str, language: str) -> float:
     return max(_INFORMATION_CEILING - zipf, 0.0)
 
 
-@cache
 def _frequencies(language: str) -> dict[str, float]:
     """wordfreq's own table (word -> frequency): a dict lookup rather than its per-call tokenizer, which
     cost a third of a millisecond per question."""
-    return wordfreq.get_frequency_dict(language)
+    return _once(("frequencies", language), lambda: _wordfreq().get_frequency_dict(language))
 
 
 def _faq_similarity(question: str, phrasing: str, **_: object) -> float:

@@ -18,12 +18,13 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from bot import i18n, index_cache, knowledge
+from bot import i18n, index_cache, knowledge, search
 from bot.answer import Answer, answer_question, with_guess_sentences
 from bot.knowledge import Article, Changes, KnowledgeBase, KnowledgeError, Problem
 from bot.knowledge_cache import ArticleCache, Stamp
@@ -158,14 +159,52 @@ class _Loaded:
     newest: tuple[Article, ...] = ()
     languages: tuple[str, ...] = ()
     long_keys: dict[str, str] = field(default_factory=dict)   # short key -> article id, for ids too long to send
+    language_counts: dict[str, int] = field(default_factory=dict)   # articles per language
 
     @classmethod
     def build(cls, kb: KnowledgeBase, article_key: Callable[[str], str], index: Index | None = None) -> _Loaded:
         """`index`: already built for `kb` (saved, or updated from the previous one)."""
         keys = {article_key(i): i for i in kb.articles if article_key(i) != i}
         newest = tuple(kb.latest(len(kb.articles)))
-        languages = tuple(sorted({a.language for a in kb.articles.values()}))
-        return cls(index if index is not None else Index.build(kb), newest, languages, keys)
+        counts = Counter(a.language for a in kb.articles.values())
+        return cls(index if index is not None else Index.build(kb), newest, tuple(sorted(counts)), keys, dict(counts))
+
+    def updated(self, index: Index, changes: Changes, article_key: Callable[[str], str]) -> _Loaded:
+        """The same for `index`, whose knowledge base differs from this one's by `changes`, at their cost: the
+        few articles changed are taken out of the newest-first order and put back in their places."""
+        old, new = self.index.kb.articles, index.kb.articles
+        newest = list(self.newest)
+        counts = dict(self.language_counts)
+        keys = dict(self.long_keys)
+        for article_id in (*changes.updated, *changes.removed):
+            article = old[article_id]
+            del newest[_newest_position(newest, article)]
+            counts[article.language] -= 1
+            if not counts[article.language]:
+                del counts[article.language]
+        for article_id in changes.removed:
+            if (key := article_key(article_id)) != article_id:
+                keys.pop(key, None)
+        for article_id in (*changes.added, *changes.updated):
+            article = new[article_id]
+            newest.insert(_newest_position(newest, article), article)
+            counts[article.language] = counts.get(article.language, 0) + 1
+        for article_id in changes.added:
+            if (key := article_key(article_id)) != article_id:
+                keys[key] = article_id
+        return _Loaded(index, tuple(newest), tuple(sorted(counts)), keys, counts)
+
+
+def _newest_position(newest: list[Article], article: Article) -> int:
+    """Where `article` is (or goes) in `newest`, ordered as `KnowledgeBase.latest` orders: by a key unique to it."""
+    wanted, low, high = knowledge.newest_key(article), 0, len(newest)
+    while low < high:
+        middle = (low + high) // 2
+        if knowledge.newest_key(newest[middle]) > wanted:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 class SubscribeOutcome(Enum):
@@ -196,35 +235,108 @@ class _FileCache:
     def __init__(self, persistent: ArticleCache | None = None) -> None:
         self._persistent = persistent
         self._entries: dict[str, tuple[Stamp, Article]] = persistent.load() if persistent else {}   # by str(path)
+        self._articles: dict[str, Article] | None = None   # of the last scan, if it had no article problems
+        # the articles the last scan started from, and the ids it may have changed in the new and in those
+        self._touched: tuple[dict[str, Article], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+        self._unsaved: set[str] = set()   # paths left out of the last save as modified too recently
 
     def scan(self, knowledge_dir: Path) -> tuple[KnowledgeBase, list[Problem]]:
+        """The knowledge base and its problems exactly as `knowledge.scan` gives them, at the cost of what changed.
+
+        Every file is still stat-ed, but only new and modified ones are read; the articles are the last scan's
+        dict with the changed ones taken out and put back (at its end: nothing depends on the order of the
+        articles, and `knowledge.diff` is told the order of their files), or the same dict when no file
+        changed; the persistent cache is told only the paths that changed. Anything unusual (a file with
+        problems, an id twice) is left to `knowledge.scan`, and the next scan starts afresh.
+        """
+        self._touched = None
+        if not knowledge_dir.is_dir():
+            self._entries, self._articles = {}, None
+            self._save(None)
+            return knowledge.scan(knowledge_dir)
+        old, previous = self._entries, self._articles
+        present, stamps = knowledge.article_files(knowledge_dir, old)
+        changed = sorted(stamps, key=knowledge.path_order)
+        added = sum(path not in old for path in changed)
+        removed = (sorted(old.keys() - set(present), key=knowledge.path_order)
+                   if len(present) - added < len(old) else [])
         read_problems: list[Problem] = []
-        entries: dict[str, tuple[Stamp, Article]] = {}
-
-        def articles() -> Iterable[tuple[Path, Article | None]]:
-            for path in knowledge.article_paths(knowledge_dir):
-                try:
-                    stat = path.stat()
-                except OSError:
-                    stamp = (-1, -1)
-                else:
-                    stamp = (stat.st_mtime_ns, stat.st_size)
-                key = str(path)
-                cached = self._entries.get(key)
-                if cached is not None and cached[0] == stamp:
-                    article: Article | None = cached[1]
-                else:
-                    article = knowledge.read_article(path, read_problems)
-                if article is not None and stamp[0] >= 0:
-                    entries[key] = (stamp, article)
-                yield path, article
-
-        kb, problems = knowledge.scan(knowledge_dir, articles() if knowledge_dir.is_dir() else None)
+        read = {path: knowledge.read_article(Path(path), read_problems) for path in changed}
+        articles = None if previous is None or read_problems else self._updated(previous, read, stamps, removed)
+        if articles is not None:
+            assert previous is not None
+            then = sorted([*removed, *(path for path in changed if path in old)], key=knowledge.path_order)
+            self._touched = previous, (tuple(self._entries[path][1].id for path in changed),
+                                       tuple(old[path][1].id for path in then))
+            self._save({*changed, *removed})
+            problems: list[Problem] = []
+            return KnowledgeBase(articles, knowledge.read_faq(knowledge_dir, problems)), problems
+        order = sorted(present, key=knowledge.path_order)
+        found = [(path, read[path] if path in read else old[path][1]) for path in order]
+        entries = {}
+        for path, article in found:
+            stamp = stamps[path] if path in stamps else old[path][0]
+            if article is not None and stamp[0] >= 0:
+                entries[path] = (stamp, article)
         self._entries = entries
-        if self._persistent is not None:
-            settled = time.time_ns() - self.RACY_SECONDS * 1_000_000_000
-            self._persistent.save({key: entry for key, entry in entries.items() if entry[0][0] < settled})
+        self._save({*changed, *removed})
+        articles = {article.id: article for _, article in entries.values()}
+        if not read_problems and len(articles) == len(entries) == len(found):   # nothing for knowledge.scan to say
+            self._articles = articles
+            problems = []
+            return KnowledgeBase(articles, knowledge.read_faq(knowledge_dir, problems)), problems
+        self._articles = None
+        kb, problems = knowledge.scan(knowledge_dir, ((Path(path), article) for path, article in found))
         return kb, read_problems + problems
+
+    def _updated(self, previous: dict[str, Article], read: dict[str, Article | None], stamps: dict[str, Stamp],
+                 removed: list[str]) -> dict[str, Article] | None:
+        """The last scan's articles with those of the changed files taken out and put back, and `_entries` so
+        updated; None (and nothing updated) when a file could not be read or an id is there twice."""
+        if not read and not removed:
+            return previous
+        old = self._entries
+        articles = dict(previous)
+        for path in (*removed, *read):
+            if path in old:
+                del articles[old[path][1].id]
+        for path, article in read.items():
+            if article is None or stamps[path][0] < 0 or article.id in articles:
+                return None
+            articles[article.id] = article
+        entries = dict(old)
+        for path in removed:
+            del entries[path]
+        for path, article in read.items():
+            entries[path] = (stamps[path], article)  # type: ignore[assignment]
+        self._entries, self._articles = entries, articles
+        return articles
+
+    def touched_since(self, kb: KnowledgeBase) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """What the last scan may have changed if it started from the articles of `kb` (see `knowledge.diff`);
+        None if it did not, or cannot tell."""
+        if self._touched is None or self._touched[0] is not kb.articles:
+            return None
+        return self._touched[1]
+
+    def _save(self, changed: set[str] | None) -> None:
+        """Keep the entries for the next start, but those of files modified too recently to be trusted;
+        `changed`: the only paths changed since the last save (None: any may have)."""
+        if self._persistent is None:
+            return
+        settled = time.time_ns() - self.RACY_SECONDS * 1_000_000_000
+        if changed is None or not self._persistent.in_step:
+            kept = {key: entry for key, entry in self._entries.items() if entry[0][0] < settled}
+            self._unsaved = self._entries.keys() - kept.keys()
+            self._persistent.save(kept)
+            return
+        changed |= self._unsaved
+        if not changed:
+            return
+        entries = self._entries
+        kept = {path: entry for path in changed if (entry := entries.get(path)) is not None and entry[0][0] < settled}
+        self._unsaved = {path for path in changed if path in entries and path not in kept}
+        self._persistent.save(kept, changed)
 
 
 RELOAD_SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
@@ -280,6 +392,7 @@ class Service:
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
+        threading.Thread(target=search.warm_up, args=(list(kb.articles.values()),), name="warm-up", daemon=True).start()
         index = index_cache.load(self._index_path, knowledge_dir, kb) if self._index_path else None
         self._loaded = _Loaded.build(kb, article_key, index)
         if index is None:
@@ -381,7 +494,7 @@ class Service:
                     return ReloadResult(old.index.kb, old.index.kb, problems=tuple(problems))
                 changed = bool(changes) or kb.faq != old.index.kb.faq
                 if changed:
-                    self._loaded = await asyncio.to_thread(self._update, old.index, kb, changes)
+                    self._loaded = await asyncio.to_thread(self._update, old, kb, changes)
                     await asyncio.to_thread(self._save_index)
             gc.freeze()
             self._kb_version = await asyncio.to_thread(self._publish, version) if changed and publish else version
@@ -404,9 +517,9 @@ class Service:
             return read
         return bumped if bumped == read + 1 else read
 
-    def _update(self, index: Index, kb: KnowledgeBase, changes: Changes) -> _Loaded:
+    def _update(self, loaded: _Loaded, kb: KnowledgeBase, changes: Changes) -> _Loaded:
         """Index only what changed (see `Index.updated`): a new article costs what it holds, not what the rest do."""
-        return _Loaded.build(kb, self._article_key, index.updated(kb, changes))
+        return loaded.updated(loaded.index.updated(kb, changes), changes, self._article_key)
 
     def _save_index(self) -> None:
         if self._index_path is not None:
@@ -414,7 +527,9 @@ class Service:
 
     def _read(self, current: KnowledgeBase) -> tuple[KnowledgeBase, list[Problem], Changes]:
         kb, problems = self._files.scan(self.knowledge_dir)
-        return kb, problems, (Changes() if problems else knowledge.diff(current, kb))
+        if problems:
+            return kb, problems, Changes()
+        return kb, problems, knowledge.diff(current, kb, self._files.touched_since(current))
 
     # --- chats (each of these reads or writes the store) ------------------------
 
