@@ -445,7 +445,7 @@ from bot.store import Store
 async def main() -> None:
     request = HTTPXRequest(connection_pool_size=8)
     async with telegram.Bot(sys.argv[1], base_url=sys.argv[2], request=request) as bot:
-        await broadcast(bot, Store(sys.argv[3]), knowledge.load(Path(sys.argv[4])), concurrency=4)
+        await broadcast(bot, Store(sys.argv[3]), knowledge.load(Path(sys.argv[4])), concurrency=4, lease=5.0)
 
 asyncio.run(main())
 """
@@ -454,7 +454,8 @@ asyncio.run(main())
 async def test_sigkill_in_the_middle_of_a_broadcast_loses_nothing(
     tg: FakeTelegram, bot: telegram.Bot, tmp_path: Path
 ) -> None:
-    """The process dies with SIGKILL mid-broadcast; the restarted one finishes with no gap.
+    """The process dies with SIGKILL mid-broadcast; the restarted one finishes with no gap once the dead one's
+    leases (shortened here) have expired.
 
     A message Telegram accepted in the instant before the kill, whose delivery
     was not yet recorded, is the one thing that can repeat: at most one per
