@@ -395,12 +395,13 @@ class _Broadcast:
         await self.pacer.chat(chat_id)
         while True:
             await self.gate.wait()
-            if not await self.pacer.overall() or self.gate.closed:
-                continue   # late for its turn, or a 429 came while it waited: that turn is void
+            on_time = await self.pacer.overall()
             if time.monotonic() > start_by:
                 self.log_once(logging.WARNING, "late", "a claimed chat waited past its lease; left pending")
                 self.leave(chat_id)
                 return "left"
+            if not on_time or self.gate.closed:
+                continue   # late for its turn, or a 429 came while it waited: that turn is void
             try:
                 await self.attempt(chat_id, thread_id, text, ids)
                 self.report.delivered += 1
