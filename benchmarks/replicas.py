@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from benchmarks.report import Figure, Section, table
 from bot import notify
 from bot.knowledge import Article, KnowledgeBase
@@ -88,8 +90,15 @@ async def _spawn(database_url: str, tg: FakeTelegram) -> asyncio.subprocess.Proc
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
-def _in_flight(tg: FakeTelegram) -> int:
-    return sum(1 for call in tg.calls if call.method == "sendMessage" and call.result is None and call.status == 200)
+def _in_flight(database_url: str, tg: FakeTelegram, pid: int) -> int:
+    """After the kill of replica `pid`: messages Telegram accepted whose delivery that replica had not recorded
+    (its chats still pending and leased to it). Only these may be sent again by the replica that takes over."""
+    with psycopg.connect(database_url) as db:
+        rows = db.execute(
+            "SELECT DISTINCT d.chat_id FROM deliveries d JOIN delivery_leases l ON l.chat_id = d.chat_id "
+            "WHERE d.delivered IS NULL AND l.owner LIKE %s", (f"%:{pid}:%",)).fetchall()
+    received = {params["chat_id"] for params in tg.sent()}
+    return sum(chat in received for (chat,) in rows)
 
 
 async def _broadcast(server_url: str, name: str, replicas: int, subscribers: int, kill_every: float | None) -> Run:
@@ -113,9 +122,9 @@ async def _broadcast(server_url: str, name: str, replicas: int, subscribers: int
             await asyncio.sleep(0.1)
             if kill_every and time.monotonic() >= next_kill and len(tg.sent()) < subscribers:
                 victim = next(p for p in processes if p.returncode is None)
-                in_flight += _in_flight(tg)
                 victim.send_signal(signal.SIGKILL)
                 await victim.wait()
+                in_flight += _in_flight(database_url, tg, victim.pid)
                 kills += 1
                 processes.append(await _spawn(database_url, tg))
                 next_kill += kill_every
