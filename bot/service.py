@@ -117,12 +117,14 @@ class SharedRateLimiter:
         """(allowed, warn)."""
         if self.capacity <= 0:
             return True, False
-        try:
-            wait = self._store.take_token(f"user:{user_id}", self.capacity, self.rate)
-        except StoreError as exc:
-            log.warning("could not check the rate limit in the database; letting the request through: %s", exc)
-            return True, False
+        # The lock spans the round trip: checks running at once must see the answers in the database's order, or
+        # an allowed one finishing after a refused one would clear its warning and the next refusal warn again.
         with self._lock:
+            try:
+                wait = self._store.take_token(f"user:{user_id}", self.capacity, self.rate)
+            except StoreError as exc:
+                log.warning("could not check the rate limit in the database; letting the request through: %s", exc)
+                return True, False
             if not wait:
                 self._warned.discard(user_id)
                 return True, False

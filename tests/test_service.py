@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from bot.service import (
     MAX_SUBSCRIPTIONS,
     RateLimiter,
     Service,
+    SharedRateLimiter,
     SubscribeOutcome,
     clean_question,
 )
@@ -113,6 +116,28 @@ def test_the_rate_limit_refuses_a_flood_politely_once_and_recovers() -> None:
 def test_a_zero_limit_means_unlimited() -> None:
     limiter = RateLimiter(0)
     assert all(limiter.check(1) == (True, False) for _ in range(1000))
+
+
+def test_the_shared_limit_warns_once_however_its_checks_interleave(store: Store,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replicas check the limit in worker threads: an allowed check whose answer comes back late must not clear
+    the warning a later refusal already gave."""
+    limiter = SharedRateLimiter(store, per_minute=1)
+    take = store.take_token
+
+    def slow_when_allowed(*args: object, **kwargs: object) -> float:
+        wait = take(*args, **kwargs)  # type: ignore[arg-type]
+        if not wait:
+            time.sleep(0.2)
+        return wait
+
+    monkeypatch.setattr(store, "take_token", slow_when_allowed)
+    with ThreadPoolExecutor(2) as pool:
+        allowed = pool.submit(limiter.check, 7)
+        time.sleep(0.05)
+        refused = pool.submit(limiter.check, 7)
+        assert [allowed.result(), refused.result()] == [(True, False), (False, True)]
+    assert limiter.check(7) == (False, False)   # warned once already
 
 
 # --- reloading ----------------------------------------------------------------------
