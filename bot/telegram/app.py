@@ -76,7 +76,7 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.job_queue.run_repeating(_sweep, interval=notify.SWEEP, first=notify.SWEEP, name="broadcast-sweep")
     application.job_queue.run_repeating(replicas.leader_only(maintenance.prune), interval=maintenance.DAY,
                                         name="retention", job_kwargs=maintenance.at_start())
-    sources.start(application, settings, service)
+    sources.start(application)
 
 
 async def _resume_broadcast(context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -5,17 +5,22 @@ sources.yaml (so an edit applies without a restart) and starts each due source's
 or hanging source holds up nothing but itself. Each outcome is handled as soon as it is known: new articles go
 through `take_in`, the one path that swaps them into the index and announces them exactly as /reload does; a
 source that starts failing or recovers is told to every admin once (the poller reports each change of health once).
+
+The poller, and the builder it brings (feedparser, trafilatura, ftfy, lxml), is imported at the first tick in a
+worker thread rather than with this module: a restart's first answer need not wait a quarter of a second for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import threading
 import time
 from collections.abc import Coroutine
-from typing import Any, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from telegram import Bot, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
@@ -24,10 +29,8 @@ from telegram.ext import Application, ContextTypes
 
 from bot import i18n
 from bot.config import Settings
-from bot.fetch import FetchLimits
 from bot.i18n import Translator
 from bot.knowledge import http_url
-from bot.poller import IDLE, Poller, PollOutcome, SourceState
 from bot.render import add_report, health_message, sources_report
 from bot.service import Service
 from bot.sources import SOURCES_FILE, Source
@@ -35,6 +38,9 @@ from bot.store import StoreError
 from bot.telegram import replicas
 from bot.telegram.common import NO_PREVIEW, SERVICE, SETTINGS, Context, announce_new
 from bot.telegram.keyboards import source_key, sources_keyboard
+
+if TYPE_CHECKING:
+    from bot.poller import Poller, PollOutcome, SourceState
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,7 @@ class Following:
         self._taking_in = asyncio.Lock()
         self._asked = 0                                  # take-ins asked for, in order
         self._served = 0                                 # the last of them that a finished take-in covered
+        self._written: set[Path] = set()                 # files written by the take-ins asked for and not begun
 
     def due(self) -> bool:
         """Whether a round is due: a source's time has come, or sources.yaml was edited (one stat, no reading)."""
@@ -91,6 +98,8 @@ class Following:
 
     async def round(self, application: Application) -> None:  # type: ignore[type-arg]
         """Start a poll of every due source that is not paused or still being polled."""
+        from bot.poller import IDLE  # imported already: the poller is
+
         sources, _problems = await self.poller.sources()
         states = await self.poller.states(sources)
         now = time.time()
@@ -132,10 +141,11 @@ class Following:
         if outcome.health is not None:
             await tell_admins(application, outcome)
         if outcome.added or outcome.updated:
-            await self.take_in(application)
+            await self.take_in(application, outcome)
 
-    async def take_in(self, application: Application) -> None:  # type: ignore[type-arg]
-        """New article files into the running index, then to subscribers, exactly as /reload does it.
+    async def take_in(self, application: Application, outcome: PollOutcome) -> None:  # type: ignore[type-arg]
+        """The outcome's new article files into the running index, then to subscribers, exactly as /reload does it,
+        but reading only those files (a reload would stat every file of the knowledge base).
 
         One at a time, so two sources' articles are never queued for announcement twice; a caller whose files
         were written before a waiting take-in began is served by that one (many sources with new items at once
@@ -143,12 +153,14 @@ class Following:
         """
         self._asked += 1
         ticket = self._asked
+        self._written.update(ref.path for ref in (*outcome.added, *outcome.updated))
         service = cast(Service, application.bot_data[SERVICE])
         async with self._taking_in:
             if self._served >= ticket:
                 return
-            covers = self._asked
-            result = await service.reload()
+            covers, written = self._asked, self._written
+            self._written = set()
+            result = await service.reload(written)
             self._served = covers
             if not result.ok:
                 log.warning("new articles not taken in: the knowledge base has %d problems (see /reload)",
@@ -166,15 +178,22 @@ class Following:
         await self._worker.close()
 
 
-def following_of(application: Application) -> Following:  # type: ignore[type-arg]
+async def following_of(application: Application) -> Following:  # type: ignore[type-arg]
+    """The application's `Following`, made at its first use (see the module's docstring)."""
+    if FOLLOWING not in application.bot_data:
+        polling = await asyncio.to_thread(importlib.import_module, "bot.poller")
+        fetch = importlib.import_module("bot.fetch")
+        if FOLLOWING not in application.bot_data:   # another caller may have made it while this one imported
+            settings = cast(Settings, application.bot_data[SETTINGS])
+            service = cast(Service, application.bot_data[SERVICE])
+            limits = fetch.FetchLimits(allow_private=settings.allow_private_sources)
+            application.bot_data[FOLLOWING] = Following(polling.Poller(settings.knowledge_dir, service.store,
+                                                                       limits=limits))
     return cast(Following, application.bot_data[FOLLOWING])
 
 
-def start(application: Application, settings: Settings, service: Service) -> None:  # type: ignore[type-arg]
+def start(application: Application) -> None:  # type: ignore[type-arg]
     """At start-up: follow the knowledge base's sources with a repeating job."""
-    poller = Poller(settings.knowledge_dir, service.store,
-                    limits=FetchLimits(allow_private=settings.allow_private_sources))
-    application.bot_data[FOLLOWING] = Following(poller)
     assert application.job_queue is not None
     application.job_queue.run_repeating(replicas.leader_only(_tick), interval=TICK, first=0, name="sources")
 
@@ -186,11 +205,13 @@ async def stop(application: Application) -> None:  # type: ignore[type-arg]
 
 
 async def _tick(context: ContextTypes.DEFAULT_TYPE) -> None:
-    following = following_of(context.application)
+    following = await following_of(context.application)
     if following.due():
         try:
             await following.round(context.application)
         except StoreError as exc:   # the sources' states cannot be read: try again later, not every tick
+            from bot.poller import IDLE  # imported already: the poller is
+
             following.wake = time.time() + IDLE
             log.warning("sources not polled: %s", exc)
 
@@ -225,15 +246,15 @@ async def add(update: Update, context: Context, tr: Translator) -> None:
     if url is None:
         await message.reply_text(tr("add.usage"))
         return
-    following = following_of(context.application)
+    following = await following_of(context.application)
     outcome = await following.add_url(url)
     if outcome.added or outcome.updated:
-        await following.take_in(context.application)
+        await following.take_in(context.application, outcome)
     await message.reply_html(add_report(url, outcome, tr), link_preview_options=NO_PREVIEW)
 
 
 async def _listing(context: Context, tr: Translator) -> tuple[str, InlineKeyboardMarkup | None]:
-    poller = following_of(context.application).poller
+    poller = (await following_of(context.application)).poller
     sources, problems = await poller.sources()
     states = await poller.states(sources)
     paused = {url for url, state in states.items() if state.paused}
@@ -254,7 +275,7 @@ async def pause_button(update: Update, context: Context, tr: Translator, message
     query = update.callback_query
     assert query is not None
     flag, _, key = rest.partition(":")
-    following = following_of(context.application)
+    following = await following_of(context.application)
     listed, _problems = await following.poller.sources()
     source = next((s for s in listed if source_key(s.url) == key), None)
     if source is None or flag not in ("0", "1"):
