@@ -13,8 +13,10 @@ third start without the saved index shows what it saves.
 Each process (`benchmarks.startup_child`) then reloads three times, as /reload
 does: once with nothing changed (the service's cache of unchanged files), once
 after one article was edited, once after one article was added (both indexed
-incrementally; issue 11: searchable in < 1 s at 100k, with no loop stall over
-100 ms), and puts the files back. While each reload runs, a 1 ms ticker task
+incrementally); then takes in one more new article as the bot does one from a
+followed source or /add, reading only the file the builder wrote (issue 11:
+searchable in < 1 s at 100k, with no loop stall over 100 ms); and puts the
+files back. While each reload runs, a 1 ms ticker task
 measures the worst event-loop stall and a question is answered every 10 ms; the
 same is measured with no reload running, as the baseline.
 
@@ -116,6 +118,7 @@ def figures(r: SizeResult) -> list[Figure]:
     first_start = r.cold.at("first answer")
     reloaded = r.ours["reloaded"]
     idle, same, edited, added = reloaded["idle"], reloaded["unchanged"], reloaded["edited"], reloaded["added"]
+    sourced = reloaded["from a source"]
     stall = max(same["worst_stall"], edited["worst_stall"])
     unsaved = r.unsaved.at("first answer")
     new_goal = r.size == 100_000
@@ -127,10 +130,16 @@ def figures(r: SizeResult) -> list[Figure]:
                f"< {START_GOAL:.0f} s" if goal_size else "", start < START_GOAL if goal_size else None),
         Figure(f"restart to first answer, without the saved index, {label}", f"{unsaved:.1f} s",
                f"with it {start:.1f} s", faster(unsaved, start)),
-        Figure(f"/reload with one new article: searchable after, {label}", f"{added['seconds']:.2f} s",
-               f"index update alone {reloaded['index_update']:.2f} s", "",
-               f"< {NEW_GOAL:.0f} s" if new_goal else "", added["seconds"] < NEW_GOAL if new_goal else None),
-        Figure(f"worst event-loop stall during the /reload with one new article, {label}",
+        Figure(f"new article from a followed source (or /add): searchable after, {label}",
+               f"{sourced['ready_after']:.2f} s", f"index update alone {reloaded['index_update']:.2f} s", "",
+               f"< {NEW_GOAL:.0f} s" if new_goal else "", sourced["ready_after"] < NEW_GOAL if new_goal else None),
+        Figure(f"worst event-loop stall while it is taken in, {label}",
+               ms(sourced["worst_stall"]), f"no reload running {ms(idle['worst_stall'])}",
+               f"+{ms(sourced['worst_stall'] - idle['worst_stall'])}", f"< {ms(STALL_GOAL)}",
+               sourced["worst_stall"] < STALL_GOAL),
+        Figure(f"/reload after an editor added one article by hand: searchable after, {label}",
+               f"{added['ready_after']:.2f} s", "every file stat-ed", "", "", None),
+        Figure(f"worst event-loop stall during that /reload, {label}",
                ms(added["worst_stall"]), f"no reload running {ms(idle['worst_stall'])}",
                f"+{ms(added['worst_stall'] - idle['worst_stall'])}", f"< {ms(STALL_GOAL)}",
                added["worst_stall"] < STALL_GOAL),
@@ -171,11 +180,12 @@ def detail(results: list[SizeResult]) -> str:
     rows = []
     for r in results:
         reloaded = r.ours["reloaded"]
-        for name in ("idle", "unchanged", "edited", "added"):
+        for name in ("idle", "unchanged", "edited", "added", "from a source"):
             w = reloaded[name]
             rows.append((size_label(r.size), {"idle": "no reload (baseline)", "unchanged": "reload, nothing changed",
                                                "edited": "reload, one article edited",
-                                               "added": "reload, one new article"}[name],
+                                               "added": "reload, one new article",
+                                               "from a source": "one new article from a source"}[name],
                          f"{w['seconds']:.2f}", ms(w["worst_stall"]), w["answers"], ms(w["p50"]), ms(w["p99"]),
                          w["full_collections"], ms(w["longest_collection"])))
     reloads = table(("articles", "while", "seconds", "worst loop stall", "answers", "answer p50", "answer p99",
@@ -200,9 +210,11 @@ def run(shared: Path, quick: bool = False) -> Section:
     section.notes.append("Start-up is wall time from spawning `python` to the first reply text; the OS file cache is "
                          "warm (the files were just written). Our first start parses every file and writes the "
                          "parsed-article cache and the index beside the database; the restart reads unchanged files "
-                         "from the first, as /reload does, and loads the second. \"Searchable after\" is the whole "
-                         "/reload (the scan of every file's size and time, then the index update); \"index update "
-                         "alone\" is `Index.updated` within it.")
+                         "from the first, as /reload does, and loads the second. A new article from a source is "
+                         "taken in as the bot takes in what its poller or /add wrote: the builder names the files it "
+                         "wrote, and only those are read. \"Searchable after\" runs from the start of the reload to "
+                         "the first 1 ms tick that finds the article in the index being served; \"index update "
+                         "alone\" is `Index.updated` within it. A /reload after hand edits stats every file.")
     return workloads.note_absent(section, shared)
 
 

@@ -100,6 +100,7 @@ def after_success(state: SourceState, now: float, every: float, **changes: Any) 
 class ArticleRef:
     id: str
     title: str
+    path: Path   # the file written: the running bot reads only these into its index
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +287,7 @@ class Poller:
         # link nor guid has a key that is not its article's id, so once seen, it is not built again.)
         drafts = [i.draft for i in items if force or not i.seen or files.exists(i.key)]
         report = ingest.build_drafts(drafts, files)
-        refs = {i: ArticleRef(i, files.by_id[i][1].title) for i in report.added + report.updated}
+        refs = {i: ArticleRef(i, files.by_id[i][1].title, files.by_id[i][0]) for i in report.added + report.updated}
         return report, refs
 
     async def _save(self, url: str, state: SourceState) -> None:

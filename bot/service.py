@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import sys
 import threading
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -267,10 +268,7 @@ class _FileCache:
         articles = None if previous is None or read_problems else self._updated(previous, read, stamps, removed)
         if articles is not None:
             assert previous is not None
-            then = sorted([*removed, *(path for path in changed if path in old)], key=knowledge.path_order)
-            self._touched = previous, (tuple(self._entries[path][1].id for path in changed),
-                                       tuple(old[path][1].id for path in then))
-            self._save({*changed, *removed})
+            self._touch(previous, old, changed, removed)
             problems: list[Problem] = []
             return KnowledgeBase(articles, knowledge.read_faq(knowledge_dir, problems)), problems
         order = sorted(present, key=knowledge.path_order)
@@ -290,6 +288,46 @@ class _FileCache:
         self._articles = None
         kb, problems = knowledge.scan(knowledge_dir, ((Path(path), article) for path, article in found))
         return kb, read_problems + problems
+
+    def rescan(self, knowledge_dir: Path, paths: Iterable[Path], current: KnowledgeBase) -> tuple[KnowledgeBase,
+                                                                                               list[Problem]]:
+        """As `scan`, from `current` (the last scan's), when only the files at `paths` can have changed: the
+        builder just wrote them. Only those are stat-ed and read, not every file; anything unusual (the last
+        scan or one of these files had problems, an id twice) is left to `scan`, which reports it."""
+        previous, old = self._articles, self._entries
+        if previous is None or previous is not current.articles:
+            return self.scan(knowledge_dir)
+        stamps: dict[str, Stamp] = {}
+        removed: list[str] = []
+        articles_dir = str(knowledge_dir / knowledge.ARTICLES_DIR) + os.sep
+        for path in sorted({str(path) for path in paths}, key=knowledge.path_order):
+            if not (path.startswith(articles_dir) and path.endswith(".yaml")):   # not where a scan looks
+                return self.scan(knowledge_dir)
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                if path in old:
+                    removed.append(path)
+                continue
+            except OSError:
+                return self.scan(knowledge_dir)
+            if (cached := old.get(path)) is None or cached[0] != (info.st_mtime_ns, info.st_size):
+                stamps[path] = (info.st_mtime_ns, info.st_size)
+        read_problems: list[Problem] = []
+        read = {path: knowledge.read_article(Path(path), read_problems) for path in stamps}
+        articles = None if read_problems else self._updated(previous, read, stamps, removed)
+        if articles is None:
+            return self.scan(knowledge_dir)
+        self._touch(previous, old, list(stamps), removed)
+        return KnowledgeBase(articles, current.faq), []
+
+    def _touch(self, previous: dict[str, Article], old: dict[str, tuple[Stamp, Article]], changed: list[str],
+               removed: list[str]) -> None:
+        """After `_updated`: note what may have changed since `previous` (for `touched_since`), and save it."""
+        then = sorted([*removed, *(path for path in changed if path in old)], key=knowledge.path_order)
+        self._touched = previous, (tuple(self._entries[path][1].id for path in changed),
+                                   tuple(old[path][1].id for path in then))
+        self._save({*changed, *removed})
 
     def _updated(self, previous: dict[str, Article], read: dict[str, Article | None], stamps: dict[str, Stamp],
                  removed: list[str]) -> dict[str, Article] | None:
@@ -470,13 +508,14 @@ class Service:
 
     # --- reloading -----------------------------------------------------------
 
-    async def reload(self) -> ReloadResult:
+    async def reload(self, paths: Iterable[Path] | None = None) -> ReloadResult:
         """Reread the knowledge base off the event loop; swap it in only if it has no problems.
 
         Reloads run one at a time; the index is rebuilt only when something changed, and then the change is
-        published (the store's knowledge-base version) for other replicas to `follow`.
+        published (the store's knowledge-base version) for other replicas to `follow`. `paths`: the only
+        article files that can have changed (the builder just wrote them), so that only they are read.
         """
-        return await self._reload(publish=True)
+        return await self._reload(publish=True, paths=None if paths is None else tuple(paths))
 
     async def follow(self) -> ReloadResult | None:
         """Reload if another replica (or `python -m bot poll`) published a change since this one last read the
@@ -485,12 +524,12 @@ class Service:
             return None
         return await self._reload(publish=False)
 
-    async def _reload(self, *, publish: bool) -> ReloadResult:
+    async def _reload(self, *, publish: bool, paths: tuple[Path, ...] | None = None) -> ReloadResult:
         async with self._reload_lock:
             version = await asyncio.to_thread(self._published_version)   # before the files are read
             old = self._loaded
             with _answering_first():
-                kb, problems, changes = await asyncio.to_thread(self._read, old.index.kb)
+                kb, problems, changes = await asyncio.to_thread(self._read, old.index.kb, paths)
                 if problems:
                     self._kb_version = version   # a broken knowledge base is not tried again until the next change
                     return ReloadResult(old.index.kb, old.index.kb, problems=tuple(problems))
@@ -527,8 +566,10 @@ class Service:
         if self._index_path is not None:
             index_cache.save(self._index_path, self.knowledge_dir, self._loaded.index)
 
-    def _read(self, current: KnowledgeBase) -> tuple[KnowledgeBase, list[Problem], Changes]:
-        kb, problems = self._files.scan(self.knowledge_dir)
+    def _read(self, current: KnowledgeBase, paths: tuple[Path, ...] | None) -> tuple[KnowledgeBase, list[Problem],
+                                                                                    Changes]:
+        kb, problems = (self._files.scan(self.knowledge_dir) if paths is None
+                        else self._files.rescan(self.knowledge_dir, paths, current))
         if problems:
             return kb, problems, Changes()
         return kb, problems, knowledge.diff(current, kb, self._files.touched_since(current))

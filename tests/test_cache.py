@@ -110,51 +110,63 @@ async def test_a_reload_updates_the_cache_for_the_next_start(
     assert warm.kb == knowledge.load(kb_dir)
 
 
+@pytest.mark.parametrize("told", [False, True], ids=["reload", "told the files written"])
 async def test_reloads_after_any_mix_of_file_changes_serve_what_a_fresh_read_does(
-        kb_dir: Path, cache: Path, store: Store, reads: list[Path]) -> None:
+        kb_dir: Path, cache: Path, store: Store, reads: list[Path], monkeypatch: pytest.MonkeyPatch,
+        told: bool) -> None:
     """A reload reads only the files that changed, yet its articles, its problems (file:line) and its changes (in
     the order of the files) are those of reading everything afresh; and the cache it leaves serves the same on a
-    restart."""
+    restart. Told which files the builder wrote (new articles from a source), it does not even walk the others,
+    unless something is wrong; then it reports the problems as the walk does."""
     service = start(kb_dir, store, cache)
     articles = kb_dir / "articles"
     stamp = iter(range(OLD + 10**9, OLD + 100 * 10**9, 10**9))
+    walks: list[Path] = []
+    walk = knowledge.article_files
+    monkeypatch.setattr(knowledge, "article_files", lambda directory, known: (walks.append(directory),
+                                                                              walk(directory, known))[1])
 
-    def put(path: Path, text: str) -> None:
+    def put(path: Path, text: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         os.utime(path, ns=(next(stamp), next(stamp)))
+        return path
 
-    def add_two() -> None:
-        write(kb_dir, make_article("yak", "Yak shaving contest", "The yak shaving contest drew a crowd."), next(stamp))
-        write(kb_dir, make_article("aardvark", "Aardvark born at the zoo", "The zoo has a new aardvark."), next(stamp))
+    def add_two() -> list[Path]:
+        return [write(kb_dir, make_article("yak", "Yak shaving contest", "The yak shaving contest drew a crowd."),
+                      next(stamp)),
+                write(kb_dir, make_article("aardvark", "Aardvark born at the zoo", "The zoo has a new aardvark."),
+                      next(stamp))]
 
-    def edit_one_remove_one() -> None:
-        write(kb_dir, dataclasses.replace(ARTICLES[1], title="Bridge reopened"), next(stamp))
+    def edit_one_remove_one() -> list[Path]:
         (articles / "park.yaml").unlink()
+        return [write(kb_dir, dataclasses.replace(ARTICLES[1], title="Bridge reopened"), next(stamp)),
+                articles / "park.yaml"]
 
-    def move_into_a_subdirectory_and_change_an_id() -> None:
+    def move_into_a_subdirectory_and_change_an_id() -> list[Path]:
         (articles / "city").mkdir()
         (articles / "library.yaml").rename(articles / "city" / "library.yaml")
         text = (articles / "bridge.yaml").read_text(encoding="utf-8").replace("id: bridge", "id: bridge-north")
-        put(articles / "bridge.yaml", text)
+        return [articles / "library.yaml", articles / "city" / "library.yaml", put(articles / "bridge.yaml", text)]
 
-    def duplicate_an_id() -> None:
-        put(articles / "zebra.yaml", (articles / "aardvark.yaml").read_text(encoding="utf-8"))
+    def duplicate_an_id() -> list[Path]:
+        return [put(articles / "zebra.yaml", (articles / "aardvark.yaml").read_text(encoding="utf-8"))]
 
-    def break_a_file() -> None:
+    def break_a_file() -> list[Path]:
         (articles / "zebra.yaml").unlink()
-        put(articles / "broken.yaml", "id: broken\ntitle: [unclosed\nbody: x\n")
+        return [articles / "zebra.yaml", put(articles / "broken.yaml", "id: broken\ntitle: [unclosed\nbody: x\n")]
 
-    def mend_it() -> None:
-        put(articles / "broken.yaml", "id: mended\ntitle: Mended\nsummary: Mended.\nbody: Mended at last.\n")
+    def mend_it() -> list[Path]:
+        return [put(articles / "broken.yaml", "id: mended\ntitle: Mended\nsummary: Mended.\nbody: Mended at last.\n")]
 
     for step in (add_two, edit_one_remove_one, move_into_a_subdirectory_and_change_an_id, duplicate_an_id,
                  break_a_file, mend_it):
         served = service.kb
-        step()
+        written = step()
         expected, problems = knowledge.scan(kb_dir)
         reads.clear()
-        result = await service.reload()
+        walks.clear()
+        result = await service.reload(written if told else None)
         assert [str(p) for p in result.problems] == [str(p) for p in problems], step.__name__
         if problems:
             assert service.kb is served
@@ -163,6 +175,7 @@ async def test_reloads_after_any_mix_of_file_changes_serve_what_a_fresh_read_doe
         assert result.changes == knowledge.diff(served, expected), step.__name__
         assert service.latest(len(expected.articles)) == expected.latest(len(expected.articles))
         assert service.search("aardvark zoo")[0].article.id == "aardvark"
+        assert walks == ([] if told and step is not mend_it else [kb_dir]), step.__name__  # after a problem: walk
     assert reads == [articles / "broken.yaml"]   # the last reload read the one file edited, nothing else
     assert service.kb.articles["mended"].title == "Mended"
     restarted = start(kb_dir, store, cache)
