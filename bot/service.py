@@ -379,26 +379,44 @@ class _FileCache:
         self._persistent.save(kept, changed)
 
 
-RELOAD_SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
+BUSY_SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
+_busy = 0   # background jobs (reloads, poll rounds) running: the switch interval is short while any is
+_busy_lock = threading.Lock()
+_idle_interval = sys.getswitchinterval()
 
 
 @contextlib.contextmanager
-def _answering_first() -> Iterator[None]:
-    """While a reload reads and indexes in worker threads, keep the event loop's waits for the GIL short.
+def answering_first() -> Iterator[None]:
+    """While a reload or a poll round works in other threads, keep the event loop's waits for the GIL short.
 
-    A full cyclic collection holds the GIL for its whole pass over the heap (0.1-0.6 s with
-    10k-100k articles loaded), so it is paused; reference counting still frees what is not
-    in a cycle. And every time answering releases the GIL (SQLite, larger numpy operations)
-    it waits up to the switch interval to get it back from the busy builder; at the default
-    5 ms those waits add up to hundreds of milliseconds per answer.
+    Every time answering releases the GIL (a socket, SQLite, larger numpy operations) it waits up to the switch
+    interval to get it back from the busy thread; at the default 5 ms those waits add up to hundreds of
+    milliseconds per answer. Counted, so that overlapping jobs restore the interval only when the last ends.
     """
-    enabled, interval = gc.isenabled(), sys.getswitchinterval()
-    gc.disable()
-    sys.setswitchinterval(min(interval, RELOAD_SWITCH_INTERVAL))
+    global _busy, _idle_interval
+    with _busy_lock:
+        if not _busy:
+            _idle_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(_idle_interval, BUSY_SWITCH_INTERVAL))
+        _busy += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(interval)
+        with _busy_lock:
+            _busy -= 1
+            if not _busy:
+                sys.setswitchinterval(_idle_interval)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A full cyclic collection holds the GIL for its whole pass over the heap (0.1-0.6 s with 10k-100k articles
+    loaded): it waits until a reload ends; reference counting still frees what is not in a cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
         if enabled:
             gc.enable()
 
@@ -528,7 +546,7 @@ class Service:
         async with self._reload_lock:
             version = await asyncio.to_thread(self._published_version)   # before the files are read
             old = self._loaded
-            with _answering_first():
+            with answering_first(), _collector_paused():
                 kb, problems, changes = await asyncio.to_thread(self._read, old.index.kb, paths)
                 if problems:
                     self._kb_version = version   # a broken knowledge base is not tried again until the next change

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from bot.service import (
     Service,
     SharedRateLimiter,
     SubscribeOutcome,
+    answering_first,
     clean_question,
 )
 from bot.store import Store
@@ -253,3 +255,15 @@ def test_latest_is_newest_first_and_bounded(service: Service) -> None:
     dated = [a.published for a in newest if a.published is not None]
     assert dated == sorted(dated, reverse=True) and len(newest) <= 10
     assert service.latest(1) == newest[:1]
+
+
+def test_overlapping_background_jobs_restore_the_switch_interval_only_when_the_last_ends() -> None:
+    """A poll round ending while a reload still runs must not hand answers back the long GIL waits."""
+    before = sys.getswitchinterval()
+    reload, poll_round = answering_first(), answering_first()
+    reload.__enter__()
+    poll_round.__enter__()
+    reload.__exit__(None, None, None)
+    assert sys.getswitchinterval() < before
+    poll_round.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before

@@ -32,7 +32,7 @@ from bot.config import Settings
 from bot.i18n import Translator
 from bot.knowledge import http_url
 from bot.render import add_report, health_message, sources_report
-from bot.service import Service
+from bot.service import Service, answering_first
 from bot.sources import SOURCES_FILE, Source
 from bot.store import StoreError
 from bot.telegram import replicas
@@ -117,7 +117,8 @@ class Following:
 
     async def _poll(self, application: Application, source: Source, state: SourceState) -> None:  # type: ignore[type-arg]
         try:
-            outcome = await self._worker.run(self.poller.poll(source, state))
+            with answering_first():
+                outcome = await self._worker.run(self.poller.poll(source, state))
             self.wake = min(self.wake, outcome.state.next_due)
             await self.settle(application, outcome)
         except Exception:   # a poll task has no caller to report to: log it, keep following the others
