@@ -29,12 +29,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import telegram
 from telegram import LinkPreviewOptions
 from telegram.constants import FloodLimit, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import AIORateLimiter
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
@@ -111,9 +112,8 @@ class Pacing:
     most floor(c + r * (1 + j)) sends when their delays to Telegram differ by up to j seconds, and c + r = the
     limit keeps that at the limit for any j under 1 / r. A send that wakes up more than `late` after its turn
     takes a new one, so that a stall (a garbage collection, a slow database) cannot release a bunch at once.
-    Answers to users (python-telegram-bot's AIORateLimiter, per process; broadcasts bypass it, see `sender`)
-    share the limit: during a broadcast they have the remaining c, about one message a second, and any 429
-    they meet is waited out and retried.
+    Answers to users take their places in the same line (`AnswerPacing`), so that answers and broadcasts, of
+    every replica, keep to the limit together.
     """
 
     per_second: float = FloodLimit.MESSAGES_PER_SECOND  # 30, overall
@@ -144,6 +144,7 @@ POLL = 0.25  # seconds between looks at what other replicas still hold, once thi
 LEASE_USE = 0.5  # a claimed chat not started within this share of its lease is left for the next claim
 STORE_ATTEMPTS = 5  # tries of a store call that failed (locked, connection lost) before giving up
 STORE_BACKOFF = 0.1  # seconds before the first store retry; doubles each time
+LINE_PAUSE = 30.0  # seconds answers skip the shared line after the store refused a turn
 
 # Telegram's descriptions of a chat that is gone for good (lower case): blocked, kicked, deleted, deactivated,
 # never started. Anything else (not enough rights, a temporary restriction, a closed topic) keeps the
@@ -232,6 +233,41 @@ def _lock_for(store: Store) -> asyncio.Lock:
     if lock is None:
         lock = _locks[store] = asyncio.Lock()
     return lock
+
+
+class AnswerPacing(AIORateLimiter):
+    """python-telegram-bot's AIORateLimiter for answers (per chat and per group, and its retries of a 429), whose
+    messages also take their turns in the bot-wide line the broadcasts keep (`Pacing`, in the store): Telegram
+    counts both against one limit, and with replicas, every process's together. During a broadcast an answer
+    waits behind the sends already in line, a fraction of a second. When the store refuses (locked, down),
+    answers go without turns for `LINE_PAUSE`, paced by this process alone, rather than each waiting for it."""
+
+    def __init__(self, pacing: Pacing = Pacing()) -> None:
+        super().__init__(overall_max_rate=pacing.per_second, max_retries=3)
+        self.pacing = pacing
+        self.store: Store | None = None   # set once the store is open; nothing is sent to a chat before
+        self._paused_until = 0.0
+        self._taking = asyncio.Lock()   # one turn taken at a time: a locked store costs one busy wait, not one each
+
+    async def process_request(self, callback: Callable[..., Any], args: Any, kwargs: dict[str, Any], endpoint: str,
+                              data: dict[str, Any], rate_limit_args: int | None) -> Any:
+        if self.store is not None and data.get("chat_id") is not None:   # what AIORateLimiter counts, too
+            async with self._taking:
+                wait = await self._turn(self.store)
+            await asyncio.sleep(wait)
+        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+
+    async def _turn(self, store: Store) -> float:
+        """Seconds until this answer's turn; 0 while the store is refusing."""
+        if time.monotonic() < self._paused_until:
+            return 0.0
+        try:
+            return await asyncio.to_thread(store.take_token, GLOBAL_BUCKET, self.pacing.burst, self.pacing.rate,
+                                           queue=True)
+        except StoreError as exc:
+            self._paused_until = time.monotonic() + LINE_PAUSE
+            log.warning("answers go without turns in the shared line for %.0f s: %s", LINE_PAUSE, exc)
+            return 0.0
 
 
 def sender(token: str, base_url: str | None = None) -> telegram.Bot:

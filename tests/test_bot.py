@@ -334,6 +334,30 @@ async def test_after_a_429_the_broadcast_resumes_one_turn_at_a_time(tg: FakeTele
     assert tg.rate_limited == 0   # the one 429 was the injected one
 
 
+async def test_answers_given_during_a_broadcast_take_turns_with_it_under_the_limit(
+        tg: FakeTelegram, app: Application, add_article: Callable[..., Article]) -> None:
+    """Telegram counts answers and notifications together, 30 a second for the whole bot: questions asked while a
+    broadcast runs at full speed are answered without either meeting a 429."""
+    tg.enforce_telegram_limits(per_second=30)
+    chats = range(6001, 6151)
+    await _subscribe_chats(app, chats)
+    add_article("library-renovation", "Library renovation approved", LIBRARY)
+    await say(tg, "/reload", chat_id=ADMIN)
+    askers = range(7001, 7031)
+    for asker in askers:
+        tg.push_message(SEED_QUESTION, chat_id=asker, user_id=asker)
+        await asyncio.sleep(0.1)
+    for asker in askers:
+        assert SEED_SENTENCE[:40] in (await reply(tg, asker))["text"]
+
+    def told() -> list[int]:
+        return [len([m for m in tg.sent(chat) if "Library" in m["text"]]) for chat in chats]
+
+    await until(lambda: all(told()), timeout=60)
+    assert told() == [1] * len(chats)
+    assert tg.rate_limited == 0
+
+
 async def test_a_restart_in_the_middle_of_a_broadcast_loses_and_repeats_nothing(
     tg: FakeTelegram, settings: Settings, add_article: Callable[..., Article],
 ) -> None:

@@ -2,8 +2,9 @@
 
 The bot runs in a process of its own, as `python -m bot run` does (the fake server and the simulated users share
 this one), with two settings changed, and said so: the per-user question limit is off (each simulated user asks
-200 questions), and AIORateLimiter's overall cap of 30 messages a second is off (it stands for Telegram's limit,
-which the fake server does not have; with it the run would take over five minutes by design). Deselect with
+200 questions), and the overall cap of 30 messages a second is lifted (it stands for Telegram's limit, which
+the fake server does not have; with it the run would take over five minutes by design): each answer still takes
+its turn in the shared line, which then never makes it wait. Deselect with
 `-m "not load"`.
 """
 
@@ -33,14 +34,17 @@ QUESTIONS = (SEED_QUESTION, OFF_TOPIC_QUESTION, "what did the civil forum recomm
              "how many plan items were executed", "state social contracts doubled?", "/latest 3", "hello")
 
 
-# `python -m bot run`, with Telegram's overall cap lifted from the rate limiter (see the module docstring).
+# `python -m bot run`, with Telegram's overall cap lifted from the answers' pacing (see the module docstring).
 _BOT = """
-import functools
-from telegram.ext import AIORateLimiter
+from bot import notify
 from bot.telegram import app
 from bot.config import configure_logging, load_settings
 
-app.AIORateLimiter = functools.partial(AIORateLimiter, overall_max_rate=0)
+class Unlimited(notify.AnswerPacing):
+    def __init__(self):
+        super().__init__(notify.Pacing(per_second=10**6))
+
+notify.AnswerPacing = Unlimited
 settings = load_settings()
 configure_logging(settings)
 app.run(settings)

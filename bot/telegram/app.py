@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from telegram import Update
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
+from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot import knowledge_cache, notify
 from bot.config import Settings
@@ -37,7 +37,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     builder = (
         ApplicationBuilder()
         .token(settings.token)
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(notify.AnswerPacing())
         .concurrent_updates(True)   # one slow reply (or a /reload) never holds up the others
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
@@ -61,6 +61,8 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
         store.close()
         raise
     application.bot_data[SERVICE] = service
+    if isinstance(limiter := application.bot.rate_limiter, notify.AnswerPacing):
+        limiter.store = store
     sender = application.bot_data[SENDER] = notify.sender(settings.token, settings.base_url)
     await sender.initialize()
     log.info("knowledge base %s: %d articles, %d FAQ entries",
