@@ -34,8 +34,8 @@ news questions, and 4,977 news passages against encyclopaedia questions; see
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
-import logging
 import math
 import random
 import threading
@@ -144,23 +144,23 @@ _STEM_CHUNK = 2000  # words stemmed per call: a millisecond or two of holding th
 class Embedder:
     """Mean-pooled WordLlama token vectors, L2-normalised; 256 floats per text.
 
-    WordLlama's own loader looks for its tokenizer under a path the wheel does not
-    have and would go to the network; pointing `cache_dir` at the package loads it
-    offline. Its package also calls `logging.basicConfig` on import, which would
-    switch on INFO logging for the whole bot, so the root logger is restored.
+    The model is the one `WordLlama.load()` gives ("l2_supercat", 256 dimensions): the
+    tokenizer and the vectors in WordLlama's wheel, read here as it reads them but
+    without importing wordllama, whose configuration machinery took a third of a
+    second of every start (and whose import calls `logging.basicConfig`, switching on
+    INFO logging for the whole bot). The tokenizer file sets no padding, which WordLlama
+    switches on: padding tokens must not enter the mean. A test checks the token ids
+    and the vectors against `WordLlama.load()`.
     """
 
     def __init__(self) -> None:
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        try:
-            import wordllama
-        finally:
-            root.handlers[:], root.level = handlers, level
-        model = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
-        self._tokenizer = model.tokenizer
-        self._tokenizer.no_padding()  # WordLlama pads batches; padding tokens must not enter the mean
-        self._vectors = np.ascontiguousarray(model.embedding, dtype=np.float32)
+        from safetensors import safe_open  # imported by the warm-up thread, not by every start's imports
+        from tokenizers import Tokenizer
+
+        package = _package_dir("wordllama")
+        self._tokenizer = Tokenizer.from_file(str(package / "tokenizers" / "l2_supercat_tokenizer_config.json"))
+        with safe_open(str(package / "weights" / "l2_supercat_256.safetensors"), framework="np") as weights:
+            self._vectors = np.ascontiguousarray(weights.get_tensor("embedding.weight"), dtype=np.float32)
 
     def embed_counts(self, counts: sparse.csr_matrix, words: Sequence[str]) -> np.ndarray:
         """One row per row of `counts` (texts x `words`, how often each word occurs in each text).
@@ -226,8 +226,16 @@ def _once(key: object, load: Callable[[], T]) -> T:
 
 
 def embedder() -> Embedder:
-    """Loaded once per process (0.2 s); every index shares it."""
+    """Loaded once per process (0.15 s, mostly building the tokenizer); every index shares it."""
     return _once("embedder", Embedder)
+
+
+def _package_dir(name: str) -> Path:
+    """Where an installed package's files are, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"{name} is not installed", name=name)
+    return Path(spec.origin).parent
 
 
 def warm_up(articles: Iterable[Article], settings: Settings = DEFAULT_SETTINGS) -> None:
