@@ -56,7 +56,7 @@ from rapidfuzz import fuzz, process, utils
 from rapidfuzz.distance import Levenshtein
 from scipy import sparse
 
-from bot import text
+from bot import text, word_frequencies
 from bot.knowledge import Article, Changes, FaqEntry, KnowledgeBase
 
 __all__ = ["FaqMatch", "Hit", "Index", "Ranking", "Settings"]
@@ -238,10 +238,14 @@ def _package_dir(name: str) -> Path:
     return Path(spec.origin).parent
 
 
-def warm_up(articles: Iterable[Article], settings: Settings = DEFAULT_SETTINGS) -> None:
+def warm_up(articles: Iterable[Article], settings: Settings = DEFAULT_SETTINGS, cache_dir: Path | None = None) -> None:
     """Load what the first answer needs and no index holds (the word frequencies of the languages questions are
     read in, the embedding model), so that it need not wait for them: a start runs this in a thread while it
-    loads the index."""
+    loads the index. With `cache_dir`, the word frequencies are kept there from now on (see
+    `bot.word_frequencies`): a restart then loads them in milliseconds."""
+    global _frequencies_dir
+    if cache_dir is not None:
+        _frequencies_dir = cache_dir
     languages = Counter(article.language for article in articles)
     total = sum(languages.values())
     for language, n in sorted(languages.items()):
@@ -252,7 +256,8 @@ def warm_up(articles: Iterable[Article], settings: Settings = DEFAULT_SETTINGS) 
 
 
 def _wordfreq() -> ModuleType:
-    """wordfreq, imported when first needed (by the warm-up thread), not by every start before it can load."""
+    """wordfreq, imported when first needed (by the first question with a word that looks misspelt: 0.3 s),
+    not by every start."""
     import wordfreq
 
     return wordfreq
@@ -315,7 +320,11 @@ class Speller:
 
 
 def _wordfreq_languages() -> frozenset[str]:
-    return _once("wordfreq languages", lambda: frozenset(_wordfreq().available_languages()))
+    """The languages wordfreq has a list for: the names of its data files, read as its `available_languages()`
+    reads them but without importing it (a test checks that the two agree)."""
+    return _once("wordfreq languages", lambda: frozenset(
+        path.name.split(".")[0].split("_")[1] for path in (_package_dir("wordfreq") / "data").glob("*.msgpack.gz")
+        if path.name.split("_")[0] in ("small", "large")))
 
 
 def _deletions(word: str) -> set[str]:
@@ -977,10 +986,13 @@ def information(word: str, language: str) -> float:
     return max(_INFORMATION_CEILING - zipf, 0.0)
 
 
-def _frequencies(language: str) -> dict[str, float]:
-    """wordfreq's own table (word -> frequency): a dict lookup rather than its per-call tokenizer, which
-    cost a third of a millisecond per question."""
-    return _once(("frequencies", language), lambda: _wordfreq().get_frequency_dict(language))
+_frequencies_dir: Path | None = None  # where word-frequency tables are kept (set by `warm_up`); None: wordfreq's dict
+
+
+def _frequencies(language: str) -> word_frequencies.Frequencies | dict[str, float]:
+    """wordfreq's own table (word -> frequency): a lookup rather than its per-call tokenizer, which cost a third
+    of a millisecond per question."""
+    return _once(("frequencies", language), lambda: word_frequencies.load(language, _frequencies_dir))
 
 
 def _faq_similarity(question: str, phrasing: str, **_: object) -> float:
