@@ -34,8 +34,8 @@ news questions, and 4,977 news passages against encyclopaedia questions; see
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
-import logging
 import math
 import random
 import threading
@@ -56,7 +56,7 @@ from rapidfuzz import fuzz, process, utils
 from rapidfuzz.distance import Levenshtein
 from scipy import sparse
 
-from bot import text
+from bot import text, word_frequencies
 from bot.knowledge import Article, Changes, FaqEntry, KnowledgeBase
 
 __all__ = ["FaqMatch", "Hit", "Index", "Ranking", "Settings"]
@@ -144,23 +144,23 @@ _STEM_CHUNK = 2000  # words stemmed per call: a millisecond or two of holding th
 class Embedder:
     """Mean-pooled WordLlama token vectors, L2-normalised; 256 floats per text.
 
-    WordLlama's own loader looks for its tokenizer under a path the wheel does not
-    have and would go to the network; pointing `cache_dir` at the package loads it
-    offline. Its package also calls `logging.basicConfig` on import, which would
-    switch on INFO logging for the whole bot, so the root logger is restored.
+    The model is the one `WordLlama.load()` gives ("l2_supercat", 256 dimensions): the
+    tokenizer and the vectors in WordLlama's wheel, read here as it reads them but
+    without importing wordllama, whose configuration machinery took a third of a
+    second of every start (and whose import calls `logging.basicConfig`, switching on
+    INFO logging for the whole bot). The tokenizer file sets no padding, which WordLlama
+    switches on: padding tokens must not enter the mean. A test checks the token ids
+    and the vectors against `WordLlama.load()`.
     """
 
     def __init__(self) -> None:
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        try:
-            import wordllama
-        finally:
-            root.handlers[:], root.level = handlers, level
-        model = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
-        self._tokenizer = model.tokenizer
-        self._tokenizer.no_padding()  # WordLlama pads batches; padding tokens must not enter the mean
-        self._vectors = np.ascontiguousarray(model.embedding, dtype=np.float32)
+        from safetensors import safe_open  # imported by the warm-up thread, not by every start's imports
+        from tokenizers import Tokenizer
+
+        package = _package_dir("wordllama")
+        self._tokenizer = Tokenizer.from_file(str(package / "tokenizers" / "l2_supercat_tokenizer_config.json"))
+        with safe_open(str(package / "weights" / "l2_supercat_256.safetensors"), framework="np") as weights:
+            self._vectors = np.ascontiguousarray(weights.get_tensor("embedding.weight"), dtype=np.float32)
 
     def embed_counts(self, counts: sparse.csr_matrix, words: Sequence[str]) -> np.ndarray:
         """One row per row of `counts` (texts x `words`, how often each word occurs in each text).
@@ -226,14 +226,26 @@ def _once(key: object, load: Callable[[], T]) -> T:
 
 
 def embedder() -> Embedder:
-    """Loaded once per process (0.2 s); every index shares it."""
+    """Loaded once per process (0.15 s, mostly building the tokenizer); every index shares it."""
     return _once("embedder", Embedder)
 
 
-def warm_up(articles: Iterable[Article], settings: Settings = DEFAULT_SETTINGS) -> None:
+def _package_dir(name: str) -> Path:
+    """Where an installed package's files are, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"{name} is not installed", name=name)
+    return Path(spec.origin).parent
+
+
+def warm_up(articles: Iterable[Article], settings: Settings = DEFAULT_SETTINGS, cache_dir: Path | None = None) -> None:
     """Load what the first answer needs and no index holds (the word frequencies of the languages questions are
     read in, the embedding model), so that it need not wait for them: a start runs this in a thread while it
-    loads the index."""
+    loads the index. With `cache_dir`, the word frequencies are kept there from now on (see
+    `bot.word_frequencies`): a restart then loads them in milliseconds."""
+    global _frequencies_dir
+    if cache_dir is not None:
+        _frequencies_dir = cache_dir
     languages = Counter(article.language for article in articles)
     total = sum(languages.values())
     for language, n in sorted(languages.items()):
@@ -244,7 +256,8 @@ def warm_up(articles: Iterable[Article], settings: Settings = DEFAULT_SETTINGS) 
 
 
 def _wordfreq() -> ModuleType:
-    """wordfreq, imported when first needed (by the warm-up thread), not by every start before it can load."""
+    """wordfreq, imported when first needed (by the first question with a word that looks misspelt: 0.3 s),
+    not by every start."""
     import wordfreq
 
     return wordfreq
@@ -307,7 +320,11 @@ class Speller:
 
 
 def _wordfreq_languages() -> frozenset[str]:
-    return _once("wordfreq languages", lambda: frozenset(_wordfreq().available_languages()))
+    """The languages wordfreq has a list for: the names of its data files, read as its `available_languages()`
+    reads them but without importing it (a test checks that the two agree)."""
+    return _once("wordfreq languages", lambda: frozenset(
+        path.name.split(".")[0].split("_")[1] for path in (_package_dir("wordfreq") / "data").glob("*.msgpack.gz")
+        if path.name.split("_")[0] in ("small", "large")))
 
 
 def _deletions(word: str) -> set[str]:
@@ -969,10 +986,13 @@ def information(word: str, language: str) -> float:
     return max(_INFORMATION_CEILING - zipf, 0.0)
 
 
-def _frequencies(language: str) -> dict[str, float]:
-    """wordfreq's own table (word -> frequency): a dict lookup rather than its per-call tokenizer, which
-    cost a third of a millisecond per question."""
-    return _once(("frequencies", language), lambda: _wordfreq().get_frequency_dict(language))
+_frequencies_dir: Path | None = None  # where word-frequency tables are kept (set by `warm_up`); None: wordfreq's dict
+
+
+def _frequencies(language: str) -> word_frequencies.Frequencies | dict[str, float]:
+    """wordfreq's own table (word -> frequency): a lookup rather than its per-call tokenizer, which cost a third
+    of a millisecond per question."""
+    return _once(("frequencies", language), lambda: word_frequencies.load(language, _frequencies_dir))
 
 
 def _faq_similarity(question: str, phrasing: str, **_: object) -> float:
