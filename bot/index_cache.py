@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot import search, text
+from bot import search, text, word_frequencies
 from bot.knowledge import Changes, KnowledgeBase
 from bot.search import Index, Settings
 from bot.store.files import owner_only, restrict
@@ -45,7 +45,7 @@ def fingerprint(settings: Settings, knowledge_dir: Path) -> str:
     and for another knowledge directory (whose articles a saved index would only be updated to at length)."""
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"{FORMAT}\0{settings!r}\0{knowledge_dir.resolve()}\0".encode())
-    for module in (search, text):
+    for module in (search, text, word_frequencies):
         digest.update(Path(module.__file__ or "").read_bytes())
     for package in _PACKAGES:
         try:

@@ -450,7 +450,8 @@ class Service:
         kb, problems = self._files.scan(knowledge_dir)
         if problems:
             raise KnowledgeError(problems)
-        threading.Thread(target=search.warm_up, args=(list(kb.articles.values()),), name="warm-up", daemon=True).start()
+        threading.Thread(target=search.warm_up, args=(list(kb.articles.values()),), name="warm-up", daemon=True,
+                         kwargs={"cache_dir": cache_path and cache_path.parent}).start()
         index = index_cache.load(self._index_path, knowledge_dir, kb) if self._index_path else None
         self._loaded = _Loaded.build(kb, article_key, index)
         if index is None:
