@@ -16,6 +16,7 @@ import gc
 import json
 import resource
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -137,9 +138,11 @@ async def watched(work: Awaitable[T], ask: Callable[[str], object], questions: l
 
 
 async def reloads(service: Any, knowledge_dir: Path, questions: list[str], idle_seconds: float) -> dict[str, Any]:
-    """Reload with nothing changed, then after editing one article; then as long again with no reload."""
+    """After the start's warm-up thread ends, reload with nothing changed, then after editing one article, then
+    after adding one, then take in one more as from a source; then as long again with no reload."""
     from bot import knowledge
 
+    _, warming = await watched(warm_up_ended(), service.ask, questions)
     unchanged, same = await watched(service.reload(), service.ask, questions)
     path = knowledge.article_paths(knowledge_dir)[0]
     problems: list[knowledge.Problem] = []
@@ -170,8 +173,15 @@ async def reloads(service: Any, knowledge_dir: Path, questions: list[str], idle_
     if (not changed.ok or len(changed.changes.updated) != 1 or unchanged.changes or len(added.changes.added) != 1
             or len(from_source.changes.added) != 1):
         raise RuntimeError(f"unexpected reload results: {unchanged.changes} then {changed.changes} {changed.problems}")
-    return {"idle": idle.summary(), "unchanged": same.summary(), "edited": rebuilt.summary(), "added": new.summary(),
-            "from a source": sourced.summary(), "index_update": INDEX_UPDATE.seconds}
+    return {"idle": idle.summary(), "warm-up": warming.summary(), "unchanged": same.summary(),
+            "edited": rebuilt.summary(), "added": new.summary(), "from a source": sourced.summary(),
+            "index_update": INDEX_UPDATE.seconds}
+
+
+async def warm_up_ended() -> None:
+    """The start's warm-up thread (`Service` loads the embedding model and word frequencies in it) has ended."""
+    while any(thread.name == "warm-up" for thread in threading.enumerate()):
+        await asyncio.sleep(TICK)
 
 
 def ours(knowledge_dir: Path, questions: list[str], database: Path, idle_seconds: float) -> None:

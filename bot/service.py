@@ -454,6 +454,7 @@ class Service:
                          kwargs={"cache_dir": cache_path and cache_path.parent}).start()
         index = index_cache.load(self._index_path, knowledge_dir, kb) if self._index_path else None
         self._loaded = _Loaded.build(kb, article_key, index)
+        threading.Thread(target=search.warm_up_spelling, args=(self.languages,), name="warm-up", daemon=True).start()
         if index is None:
             self._save_index()
         gc.freeze()  # the index lives until the next reload: keep it out of every later full collection
