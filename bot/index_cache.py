@@ -14,7 +14,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import zipfile
@@ -26,7 +25,7 @@ import numpy as np
 from bot import search, text, word_frequencies
 from bot.knowledge import Changes, KnowledgeBase
 from bot.search import Index, Settings
-from bot.store.files import owner_only, restrict
+from bot.store.files import replace_privately
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +102,7 @@ def save(path: Path, knowledge_dir: Path, index: Index) -> None:
     kept = digests(index.kb)
     arrays["digests"] = np.frombuffer(b"".join(kept[i] for i in sorted(kept)), dtype=np.uint8).reshape(-1, 16)
     arrays["fingerprint"] = np.frombuffer(fingerprint(index.settings, knowledge_dir).encode(), dtype=np.uint8)
-    fresh = path.with_name(f".{path.name}.new")
     try:
-        with owner_only():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with fresh.open("wb") as out:
-                np.savez(out, **arrays)
-        restrict([fresh])
-        fresh.replace(path)
+        replace_privately(path, lambda out: np.savez(out, **arrays))
     except OSError as exc:
         log.warning("could not save the index to %s (the next start builds it again): %s", path, exc)
-        with contextlib.suppress(OSError):
-            fresh.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.store.files import owner_only, restrict
+from bot.store.files import replace_privately
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,10 @@ def _build(language: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _save(path: Path, language: str, hashes: np.ndarray, buckets: np.ndarray) -> None:
     """Keep the table at `path` in place of any other version's (never raises)."""
-    fresh = path.with_name(f".{path.name}.new")
     try:
-        with owner_only(), fresh.open("wb") as out:
-            np.savez(out, hashes=hashes, buckets=buckets)
-        restrict([fresh])
-        fresh.replace(path)
+        replace_privately(path, lambda out: np.savez(out, hashes=hashes, buckets=buckets))
     except OSError as exc:
         log.warning("could not save the word frequencies to %s (the next start builds them again): %s", path, exc)
-        with contextlib.suppress(OSError):
-            fresh.unlink(missing_ok=True)
         return
     for stale in path.parent.glob(f"wordfreq*-{language}-*.npz"):
         if stale != path:  # another wordfreq version's

@@ -93,11 +93,12 @@ def test_another_versions_table_is_replaced_and_an_unwritable_directory_is_only_
     word_frequencies.load("en", tmp_path)
     assert not stale.exists() and other_language.exists()
 
-    missing = tmp_path / "missing"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
     with caplog.at_level(logging.WARNING, logger="bot.word_frequencies"):
-        assert word_frequencies.load("en", missing).get("the") > 0
+        assert word_frequencies.load("en", a_file / "cache").get("the") > 0
     assert "could not save the word frequencies" in caplog.text
-    assert not missing.exists()
+    assert a_file.read_text() == "not a directory"
 
 
 def test_the_languages_are_wordfreqs_own() -> None:

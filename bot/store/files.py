@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 PRIVATE = 0o600
 
@@ -31,3 +33,20 @@ def restrict(paths: Iterable[Path]) -> None:
             os.chmod(path, PRIVATE)
         except FileNotFoundError:
             continue
+
+
+def replace_privately(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write the file at `path` whole, readable by its owner only: into a temporary file beside it, then renamed
+    over it, so that a reader (the next start) never sees half of it. OSError, leaving nothing behind, if not."""
+    fresh = path.with_name(f".{path.name}.new")
+    try:
+        with owner_only():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with fresh.open("wb") as out:
+                write(out)
+        restrict([fresh])
+        fresh.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            fresh.unlink(missing_ok=True)
+        raise
