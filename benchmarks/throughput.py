@@ -10,12 +10,13 @@ drifting load falls on all of them alike.
 
 Bots:
 - ours: `bot.telegram.app.build_application` as shipped (10k-article knowledge base, every handler,
-  statistics store, AIORateLimiter at Telegram's 30 messages/s);
+  statistics store, answers paced at Telegram's 30 messages/s by `notify.AnswerPacing`, which is AIORateLimiter
+  plus a turn in the store's shared line);
 - the baseline: a bare python-telegram-bot echo bot (ApplicationBuilder, concurrent
   updates, one MessageHandler replying with the question's text);
 - two controls that separate the cost of answering from the rate limit: the echo bot
-  behind the same AIORateLimiter, and ours with that limiter's overall cap lifted
-  (`bot.telegram.app.AIORateLimiter` patched in the bot's process; nothing else changes).
+  behind the same pacing (its own store), and ours with the overall cap lifted (`notify.AnswerPacing` patched in the
+  bot's process; each answer still takes its turn in the store; nothing else changes).
 
     python -m benchmarks.throughput [--quick] [--shared ../shared]
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import os
 import signal
 import sys
@@ -54,7 +54,7 @@ GOAL = 0.80
 BOTS = {
     "echo": "bare PTB echo bot (baseline)",
     "ours": "ours: build_application as shipped",
-    "echo-limited": "echo bot + the same AIORateLimiter",
+    "echo-limited": "echo bot + the same pacing (AnswerPacing)",
     "ours-unlimited": "ours, rate limiter's overall cap lifted",
 }
 
@@ -71,23 +71,35 @@ def serve(mode: str, base_url: str, token: str, knowledge_dir: Path, database: P
     import logging
 
     from telegram import Update
-    from telegram.ext import AIORateLimiter, ApplicationBuilder, MessageHandler, filters
+    from telegram.ext import ApplicationBuilder, MessageHandler, filters
 
     logging.basicConfig(level=logging.WARNING)
     if mode.startswith("ours"):
+        from bot import notify
         from bot.config import Settings
         from bot.telegram import app
 
+        class Unlimited(notify.AnswerPacing):
+            """The answers' pacing with Telegram's overall cap lifted: each answer still takes its turn."""
+
+            def __init__(self) -> None:
+                super().__init__(notify.Pacing(per_second=10**6))
+
         settings = Settings(token=token, base_url=base_url, knowledge_dir=knowledge_dir, database_path=database,
                             user_rate_limit=0, log_level="WARNING")
-        limiter = functools.partial(AIORateLimiter, overall_max_rate=0) if mode == "ours-unlimited" else AIORateLimiter
-        with mock.patch.object(app, "AIORateLimiter", limiter):
+        pacing = Unlimited if mode == "ours-unlimited" else notify.AnswerPacing
+        with mock.patch.object(notify, "AnswerPacing", pacing):
             application = app.build_application(settings)
         allowed = app.ALLOWED_UPDATES
     else:
         builder = ApplicationBuilder().token(token).base_url(base_url).concurrent_updates(True)
-        if mode == "echo-limited":
-            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+        if mode == "echo-limited":   # the pacing ours answers through, in a store of its own
+            from bot import notify
+            from bot.store import Store
+
+            pacing = notify.AnswerPacing()
+            pacing.store = Store(database)
+            builder = builder.rate_limiter(pacing)
         application = builder.build()
         application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, _echo))
         allowed = [Update.MESSAGE]
