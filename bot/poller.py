@@ -29,7 +29,7 @@ from bot import ingest
 from bot.fetch import Fetched, Fetcher, FetchError, FetchLimits
 from bot.ingest import ArticleFiles, BuildReport, Draft, Failure, InputError
 from bot.knowledge import Problem
-from bot.sources import Source, read_sources
+from bot.sources import SOURCES_FILE, Source, read_sources
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ TEASER_CHARS = 500  # a feed item shorter than this is a teaser when it links to
 PAGES_AT_ONCE = 4  # teasers' pages fetched at once, per source
 MAX_SEEN = 2000  # item keys remembered per source: far more than a feed lists at once
 IDLE = 60.0  # the longest `run` sleeps, so that an edited sources.yaml is noticed
+SETTLE = 2  # seconds after which a file's stamp can be trusted (the coarsest modification-time granularity)
 _ELLIPSES = ("…", "...", "[…]", "[...]")
 
 
@@ -140,6 +141,7 @@ class Poller:
         self._slots = asyncio.Semaphore(concurrency)
         self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poller-build")
         self._files: ArticleFiles | None = None
+        self._parsed: tuple[tuple[int, int, int] | None, tuple[list[Source], list[Problem]]] | None = None
 
     async def aclose(self) -> None:
         await self._fetcher.aclose()
@@ -154,8 +156,24 @@ class Poller:
     # --- what the bot and the command line call ----------------------------
 
     async def sources(self) -> tuple[list[Source], list[Problem]]:
-        """Read on every poll, so an edited sources.yaml takes effect without a restart."""
-        return await asyncio.to_thread(read_sources, self.knowledge_dir)
+        """Looked at on every poll, so an edited sources.yaml takes effect without a restart; parsed again only
+        when its stamp changed (200 sources take milliseconds of CPU to parse, once a second while they are due).
+        A file modified within SETTLE seconds is always parsed: a second edit in the same tick of the file
+        system's clock could keep the stamp."""
+        return await asyncio.to_thread(self._read_sources)
+
+    def _read_sources(self) -> tuple[list[Source], list[Problem]]:
+        try:
+            info = (self.knowledge_dir / SOURCES_FILE).stat()
+            stamp: tuple[int, int, int] | None = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except OSError:
+            stamp = None
+        if stamp is not None and self._parsed is not None and self._parsed[0] == stamp:
+            return self._parsed[1]
+        read = read_sources(self.knowledge_dir)
+        settled = stamp is not None and stamp[0] < time.time_ns() - SETTLE * 1_000_000_000
+        self._parsed = (stamp, read) if settled else None
+        return read
 
     async def states(self, sources: Sequence[Source]) -> dict[str, SourceState]:
         def load() -> dict[str, SourceState]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot import cli, knowledge
+from bot import poller as poller_module
 from bot.fetch import Address, Fetcher, FetchLimits
 from bot.knowledge import public_address
 from bot.poller import (
@@ -307,3 +310,22 @@ async def test_run_polls_on_the_schedule_until_cancelled(server: FeedServer, kb:
             await running
     assert [len(r[0].added) for r in rounds[:2]] == [1, 0]
     assert rounds[1][0].not_modified and server.hits["/feed.xml"] >= 2
+
+
+async def test_sources_yaml_is_parsed_again_only_when_it_changed(kb: Path, store_file: Store,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every round looks at sources.yaml, so an edit applies at once; an unchanged file is not parsed again."""
+    parsed: list[Path] = []
+    read = poller_module.read_sources
+    monkeypatch.setattr(poller_module, "read_sources", lambda directory: (parsed.append(directory), read(directory))[1])
+    follow(kb, "https://a.example.org/feed.xml")
+    old = time.time_ns() - 10 * 10**9
+    os.utime(kb / "sources.yaml", ns=(old, old))
+    async with Poller(kb, store_file) as poller:
+        for _ in range(3):
+            assert [s.url for s in (await poller.sources())[0]] == ["https://a.example.org/feed.xml"]
+        assert len(parsed) == 1
+        follow(kb, "https://a.example.org/feed.xml", "https://b.example.org/feed.xml")   # just now: not yet settled
+        for _ in range(2):
+            assert len((await poller.sources())[0]) == 2
+        assert len(parsed) == 3
