@@ -5,7 +5,9 @@ The broadcast is driven by the store's delivery log. Every (chat, article) pair 
 recorded as announced, before anything is sent. Broadcasters (one per process; several replicas on one
 database) claim chats from the log with a lease, send each chat ONE message per forum topic (a card, or a
 digest page of the newest articles with "and N more"), and mark it delivered right after Telegram confirms it.
-Pacing is shared through the store's token buckets, so all replicas together keep Telegram's limits.
+Pacing is shared through the store's token buckets, so all replicas together keep Telegram's limits; within a
+process, a message counts from its send until a second after Telegram answered it (`_Arrivals`), so that
+uneven network delays cannot bunch its turns into one second either.
 
 The guarantee is at-least-once, never at-most-once: a chat gets each article, and a second copy only when a send
 reached Telegram but its confirmation or its record did not reach us: a send in flight when the process died,
@@ -26,7 +28,8 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -113,7 +116,8 @@ class Pacing:
     limit keeps that at the limit for any j under 1 / r. A send that wakes up more than `late` after its turn
     takes a new one, so that a stall (a garbage collection, a slow database) cannot release a bunch at once.
     Answers to users take their places in the same line (`AnswerPacing`), so that answers and broadcasts, of
-    every replica, keep to the limit together.
+    every replica, keep to the limit together. Delays that differ by more than 1 / r (a congested network, a
+    busy machine) are `_Arrivals`' to absorb.
     """
 
     per_second: float = FloodLimit.MESSAGES_PER_SECOND  # 30, overall
@@ -224,6 +228,65 @@ class _Pacer:
         return await self._take(GLOBAL_BUCKET, self.pacing.burst, self.pacing.rate) <= self.pacing.late
 
 
+class _Arrivals:
+    """This process's messages that Telegram may count in the current second. A message reaches Telegram
+    somewhere between its send and Telegram's answer, so it counts from the send until one second after the
+    answer; a send waits while `limit` are counted. Then no sliding second at Telegram holds more than `limit` of
+    them, however unevenly they travel, at the price of the round trip: limit / (1 s + round trip) a second at
+    most, which the shared line's turns reach only on a slow network."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_flight = 0
+        self._answered: deque[float] = deque()   # when each answer of the last second came
+        self._freed = asyncio.Event()
+
+    @asynccontextmanager
+    async def counted(self) -> AsyncIterator[None]:
+        while (wait := self._wait()) is not None:
+            if wait:
+                await asyncio.sleep(wait)
+            else:
+                await self._freed.wait()
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._answered.append(time.monotonic())
+            self._freed.set()
+            self._freed = asyncio.Event()
+
+    def _wait(self) -> float | None:
+        """None: send now; else seconds until an answer leaves the count (0: until a send in flight ends)."""
+        now = time.monotonic()
+        while self._answered and self._answered[0] <= now - 1:
+            self._answered.popleft()
+        if self._in_flight + len(self._answered) < self.limit:
+            return None
+        return self._answered[0] + 1 - now if self._answered else 0.0
+
+
+_arrivals_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Arrivals]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _arrivals(pacing: Pacing) -> _Arrivals:
+    """The process's count at this limit (one per event loop: its waits belong to that loop)."""
+    counts = _arrivals_by_loop.setdefault(asyncio.get_running_loop(), {})
+    limit = int(pacing.per_second)
+    if limit not in counts:
+        counts[limit] = _Arrivals(limit)
+    return counts[limit]
+
+
+def _counted(call: Callable[..., Awaitable[T]], pacing: Pacing) -> Callable[..., Awaitable[T]]:
+    async def send(*args: Any, **kwargs: Any) -> T:
+        async with _arrivals(pacing).counted():
+            return await call(*args, **kwargs)
+    return send
+
+
 # One broadcast at a time per store object: a second one waits and then finds whatever is still queued.
 _locks: weakref.WeakKeyDictionary[Store, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -251,10 +314,12 @@ class AnswerPacing(AIORateLimiter):
 
     async def process_request(self, callback: Callable[..., Any], args: Any, kwargs: dict[str, Any], endpoint: str,
                               data: dict[str, Any], rate_limit_args: int | None) -> Any:
-        if self.store is not None and data.get("chat_id") is not None:   # what AIORateLimiter counts, too
-            async with self._taking:
-                wait = await self._turn(self.store)
-            await asyncio.sleep(wait)
+        if data.get("chat_id") is not None:   # a message, as AIORateLimiter counts them
+            if self.store is not None:
+                async with self._taking:
+                    wait = await self._turn(self.store)
+                await asyncio.sleep(wait)
+            callback = _counted(callback, self.pacing)
         return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
 
     async def _turn(self, store: Store) -> float:
@@ -495,10 +560,11 @@ class _Broadcast:
         let finish and recorded first, so a restart neither repeats nor skips it.
         """
         async def send_and_record() -> None:
-            await self.bot.send_message(
-                chat_id, text, parse_mode=ParseMode.HTML, message_thread_id=thread_id,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
+            async with _arrivals(self.pacer.pacing).counted():
+                await self.bot.send_message(
+                    chat_id, text, parse_mode=ParseMode.HTML, message_thread_id=thread_id,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
             await self.record(chat_id, ids)
 
         task = asyncio.ensure_future(send_and_record())

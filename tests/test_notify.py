@@ -534,6 +534,21 @@ async def test_sends_held_up_by_a_stalled_event_loop_do_not_go_out_together(
     assert received(tg) == Counter({(chat, "water-1"): 1 for chat in chats})
 
 
+async def test_messages_reaching_telegram_after_uneven_delays_still_keep_to_the_limit(
+    tg: FakeTelegram, bot: telegram.Bot, store: Store
+) -> None:
+    """Telegram counts a message when it arrives; over a congested network (or on a busy machine) the delays
+    differ by far more than the turns are apart, and turns sent evenly arrive bunched."""
+    tg.enforce_telegram_limits(per_second=30)
+    tg.jitter = 0.25
+    chats = range(1, 121)
+    for chat in chats:
+        store.subscribe(chat)
+    await notify_new(bot, store, kb_of(WATER), [WATER])
+    assert tg.rate_limited == 0
+    assert received(tg) == Counter({(chat, "water-1"): 1 for chat in chats})
+
+
 async def test_the_strict_server_refuses_a_31st_message_in_any_second(tg: FakeTelegram, bot: telegram.Bot) -> None:
     tg.enforce_telegram_limits(per_second=30)
     results = await asyncio.gather(*(bot.send_message(chat, "hi") for chat in range(1, 32)), return_exceptions=True)

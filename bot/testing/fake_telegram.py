@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import math
+import random
 import re
 import time
 from collections import deque
@@ -262,6 +263,8 @@ class FakeTelegram:
         self.webhook: dict[str, Any] | None = None
         self.rate_limited = 0  # 429 answers sent by the flood limiter
         self.latency = 0.0  # seconds every request takes, as over a real network; the request still succeeds
+        self.jitter = 0.0  # up to this many seconds more, drawn for each request, as over a congested network
+        self._random = random.Random(0)
         self._updates: deque[dict[str, Any]] = deque()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
@@ -623,8 +626,8 @@ class FakeTelegram:
                     call.status = fault.status
                     await asyncio.sleep(fault.hang)
                 raise ApiError(fault.status, fault.description, fault.retry_after, fault.migrate_to_chat_id)
-            if self.latency and method != "getUpdates":
-                await asyncio.sleep(self.latency)
+            if (self.latency or self.jitter) and method != "getUpdates":
+                await asyncio.sleep(self.latency + self._random.uniform(0, self.jitter))
             try:
                 call.result = await self._dispatch(method, params)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:  # malformed parameters
