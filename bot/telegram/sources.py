@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FOLLOWING = "following"
+LOOK = "sources-look"   # the tick's look under way
 TICK = 1.0   # seconds between looks at the clock; sources.yaml and the states are read only when one is due
 
 
@@ -206,10 +207,19 @@ async def stop(application: Application) -> None:  # type: ignore[type-arg]
 
 
 async def _tick(context: ContextTypes.DEFAULT_TYPE) -> None:
-    following = await following_of(context.application)
+    """Start a look in a task of its own, unless the last is still under way: a look can outlast a tick (the
+    first imports the poller; a loaded machine, a slow store), and then the ticks meanwhile have nothing to do."""
+    application = context.application
+    look: asyncio.Task[None] | None = application.bot_data.get(LOOK)
+    if look is None or look.done():
+        application.bot_data[LOOK] = application.create_task(_look(application), name=LOOK)
+
+
+async def _look(application: Application) -> None:  # type: ignore[type-arg]
+    following = await following_of(application)
     if following.due():
         try:
-            await following.round(context.application)
+            await following.round(application)
         except StoreError as exc:   # the sources' states cannot be read: try again later, not every tick
             from bot.poller import IDLE  # imported already: the poller is
 
